@@ -1,0 +1,10 @@
+"""Command line entry point: ``slidestream``."""
+
+from slidestream.cli._app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

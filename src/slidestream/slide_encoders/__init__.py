@@ -1,0 +1,1 @@
+"""slide_encoders stage."""
