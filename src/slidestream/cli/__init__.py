@@ -1,5 +1,9 @@
-"""Command line entry point: ``slidestream``."""
+"""Command line entry point: ``slidestream``.
 
+Each command module registers itself on the shared Typer app when imported.
+"""
+
+from slidestream.cli import info  # noqa: F401  (registers commands)
 from slidestream.cli._app import app
 
 

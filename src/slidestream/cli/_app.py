@@ -15,3 +15,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root() -> None:
+    """Whole-slide images to tissue, tiles, features and slide embeddings."""

@@ -1,1 +1,1 @@
-"""pipeline stage."""
+"""Batch orchestration: run stages over many slides, configs, manifests."""

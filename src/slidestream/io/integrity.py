@@ -1,0 +1,65 @@
+"""Cheap structural checks that catch broken files at open time instead of mid-batch.
+
+Openslide happily opens a truncated SVS whose directory sits at the front and only fails when a
+missing tile is read, possibly hours into a run. For TIFF-family files the tile table says where
+every byte must be, so comparing it against the file size finds truncation for the cost of
+reading a few tags.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import tifffile
+
+TIFF_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".svslide", ".qptiff"}
+
+
+def check_file(path: Path) -> None:
+    """Raise ``ValueError`` with a short reason when the file cannot be a complete slide."""
+    if not path.exists():
+        raise FileNotFoundError("file does not exist")
+    if path.is_dir() and path.suffix.lower() != ".mrxs":
+        raise ValueError("is a directory, not a slide file")
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError("file is empty (0 bytes)")
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        _check_tiff_extent(path, size)
+
+
+class _CollectErrors(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage().split("> ", 1)[-1])
+
+
+def _check_tiff_extent(path: Path, size: int) -> None:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] not in (b"II", b"MM"):
+        raise ValueError("not a TIFF file (bad header), though its name says so")
+    # tifffile logs (rather than raises) a broken IFD chain and then silently stops listing
+    # pages; a cut file would then look like a smaller, valid one. Capture those logs.
+    problems = _CollectErrors()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(problems)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            end = 0
+            for page in tif.pages:
+                offsets, counts = page.dataoffsets, page.databytecounts
+                if len(offsets):
+                    end = max(end, max(o + c for o, c in zip(offsets, counts, strict=False)))
+    except Exception as exc:  # tifffile raises many types on garbage; all mean "broken"
+        raise ValueError(f"unreadable TIFF structure ({type(exc).__name__}: {exc})") from exc
+    finally:
+        logger.removeHandler(problems)
+    if problems.messages:
+        raise ValueError(f"truncated or corrupt TIFF directory ({problems.messages[0]}; file has {size:,} bytes)")
+    if end > size:
+        raise ValueError(f"truncated: image data extends to byte {end:,} but the file has {size:,} bytes")

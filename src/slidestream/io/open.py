@@ -1,0 +1,69 @@
+"""`open_slide`: choose a backend, validate the file, and hand back a :class:`Slide`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from slidestream.errors import SlideOpenError
+from slidestream.io.integrity import check_file
+from slidestream.io.slide import Slide
+
+BackendName = Literal["auto", "openslide", "tiffslide"]
+BACKENDS: tuple[str, ...] = ("openslide", "tiffslide")
+
+
+def _make_backend(name: str, path: Path):
+    if name == "openslide":
+        from slidestream.io._openslide import OpenSlideBackend
+
+        return OpenSlideBackend(path)
+    if name == "tiffslide":
+        from slidestream.io._tiffslide import TiffSlideBackend
+
+        return TiffSlideBackend(path)
+    raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
+
+
+def open_slide(
+    path: str | Path,
+    backend: BackendName = "auto",
+    mpp: float | tuple[float, float] | None = None,
+) -> Slide:
+    """Open a whole-slide image.
+
+    ``backend="auto"`` tries openslide first (it knows the vendor formats: MRXS, NDPI, DICOM,
+    Philips TIFF) and falls back to tiffslide (plain and strip TIFFs openslide rejects). ``mpp``
+    overrides the file's resolution, for scans whose metadata lacks it.
+
+    Raises :class:`SlideOpenError` with the path and the reason when no backend can read it.
+    """
+    path = Path(path)
+    try:
+        check_file(path)
+    except (OSError, ValueError) as exc:
+        raise SlideOpenError(path, str(exc) if str(exc) else type(exc).__name__) from exc
+    if backend != "auto" and backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+    names = BACKENDS if backend == "auto" else (backend,)
+    failures: list[str] = []
+    for name in names:
+        try:
+            handle = _make_backend(name, path)
+        except Exception as exc:  # each backend has its own error zoo; all mean "not by me"
+            failures.append(f"{name}: {type(exc).__name__}: {exc}".rstrip(": "))
+            continue
+        try:
+            slide = Slide(handle, mpp_override=mpp)
+            if slide.width <= 0 or slide.height <= 0 or slide.level_count == 0:
+                raise ValueError("no image levels")
+            # Decoding one small region proves the pixel path works (catches codecs the backend
+            # cannot decode, e.g. JPEG 2000 without its plugin) at open time, not mid-run.
+            lw, lh = slide.level_dimensions[-1]
+            slide.read_region((0, 0), slide.level_count - 1, (min(lw, 16), min(lh, 16)))
+        except Exception as exc:
+            handle.close()
+            failures.append(f"{name}: {type(exc).__name__}: {exc}")
+            continue
+        return slide
+    raise SlideOpenError(path, "not readable as a slide (" + "; ".join(failures) + ")")
