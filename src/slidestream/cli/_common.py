@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from slidestream.io import find_slides
+from slidestream.io import SlideEntry, find_slide_entries
 from slidestream.pipeline.batch import BatchResult
 
 # Logs and CI captures are not terminals; give them room instead of Rich's 80-column default.
@@ -18,14 +18,21 @@ err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 def collect_slides(inputs: list[Path]) -> list[Path]:
     """Expand CLI inputs; a run with nothing to do is an error, not a silent success."""
-    missing = [p for p in inputs if not p.exists()]  # reported as failed rows by the batch
-    slides = find_slides([p for p in inputs if p.exists()])
-    if not slides and not missing:
+    return [entry.path for entry in collect_entries(inputs)]
+
+
+def collect_entries(inputs: list[Path]) -> list[SlideEntry]:
+    """Slides (with per-slide mpp from CSV lists); missing inputs stay in, to fail as rows."""
+    missing = [SlideEntry(p) for p in inputs if not p.exists()]
+    try:
+        entries = find_slide_entries([p for p in inputs if p.exists()])
+    except ValueError as exc:
+        err_console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from exc
+    if not entries and not missing:
         err_console.print(f"[red]error[/red] no slide files found in {', '.join(map(str, inputs))}")
         raise typer.Exit(2)
-    if missing and not slides:
-        raise typer.Exit(2)
-    return slides + missing
+    return entries + missing
 
 
 def print_summary(result: BatchResult, title: str, columns: list[str] | None = None) -> None:

@@ -29,12 +29,14 @@ def open_slide(
     path: str | Path,
     backend: BackendName = "auto",
     mpp: float | tuple[float, float] | None = None,
+    default_mpp: float | None = None,
 ) -> Slide:
     """Open a whole-slide image.
 
     ``backend="auto"`` tries openslide first (it knows the vendor formats: MRXS, NDPI, DICOM,
     Philips TIFF) and falls back to tiffslide (plain and strip TIFFs openslide rejects). ``mpp``
-    overrides the file's resolution, for scans whose metadata lacks it.
+    overrides the file's resolution; ``default_mpp`` is used only when the file carries none
+    (safer for batches that mix well- and badly-described slides).
 
     Raises :class:`SlideOpenError` with the path and the reason when no backend can read it.
     """
@@ -54,7 +56,7 @@ def open_slide(
             failures.append(f"{name}: {type(exc).__name__}: {exc}".rstrip(": "))
             continue
         try:
-            slide = Slide(handle, mpp_override=mpp)
+            slide = Slide(handle, mpp_override=mpp, default_mpp=default_mpp)
             if slide.width <= 0 or slide.height <= 0 or slide.level_count == 0:
                 raise ValueError("no image levels")
             # Decoding one small region proves the pixel path works (catches codecs the backend

@@ -32,12 +32,14 @@ class SlideSpec:
     path: Path
     backend: str
     mpp: float | tuple[float, float] | None = None
+    default_mpp: float | None = None
 
 
 class Slide:
     """A whole-slide image opened through one backend. Use :func:`slidestream.open_slide`."""
 
-    def __init__(self, backend: Backend, *, mpp_override: float | tuple[float, float] | None = None) -> None:
+    def __init__(self, backend: Backend, *, mpp_override: float | tuple[float, float] | None = None,
+                 default_mpp: float | None = None) -> None:
         self._backend = backend
         self.path: Path = backend.path
         self.backend_name: str = backend.name
@@ -54,6 +56,11 @@ class Slide:
             self.resolution: Resolution | None = Resolution(float(mx), float(my), "override")
         else:
             self.resolution = resolution_from_properties(self.properties)
+            if self.resolution is None and default_mpp is not None:
+                if not default_mpp > 0:
+                    raise ValueError(f"{self.path}: default mpp must be positive, got {default_mpp}")
+                self.resolution = Resolution(float(default_mpp), float(default_mpp), "default (file has none)")
+        self._default_mpp = default_mpp
 
     # ------------------------------------------------------------------ lifecycle
     def __enter__(self) -> Slide:
@@ -71,7 +78,7 @@ class Slide:
 
     @property
     def spec(self) -> SlideSpec:
-        return SlideSpec(self.path, self.backend_name, self._mpp_override)
+        return SlideSpec(self.path, self.backend_name, self._mpp_override, self._default_mpp)
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -100,7 +107,7 @@ class Slide:
         if self.resolution is None:
             raise MissingMppError(
                 self.path,
-                "no microns-per-pixel in the file's metadata; pass mpp=<value> (CLI: --mpp-override) "
+                "no microns-per-pixel in the file's metadata; pass mpp=<value> (CLI: --default-mpp) "
                 "if you know the scan resolution",
             )
         return (self.resolution.mpp_x, self.resolution.mpp_y)

@@ -103,10 +103,10 @@ def run_batch(
             progress.update(bar, current=Path(path).name)
             start = time.perf_counter()
             try:
-                details = task(path) or {}
-                outcome = SlideOutcome(path, "ok", details=details)
+                details = dict(task(path) or {})
+                outcome = SlideOutcome(path, "ok", str(details.pop("note", "")), details=details)
             except Skip as skip:
-                outcome = SlideOutcome(path, "skipped", skip.reason, details=skip.details)
+                outcome = SlideOutcome(path, "skipped", skip.reason, details=dict(skip.details))
             except fail_fast_errors:
                 raise
             except Exception as exc:

@@ -1,1 +1,43 @@
-"""store stage."""
+"""The slide store (zarr v3, one group per slide) and its h5 export. Knows no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slidestream.store.slide_store import (
+    FORMAT_VERSION,
+    FeatureWriter,
+    SlideStore,
+    Tiles,
+    iter_stores,
+    store_path,
+)
+
+
+def load_features(store: str | Path | SlideStore, encoder: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features (N, D) float32 and level-0 coords (N, 2) int64 of one slide for ``encoder``."""
+    s = store if isinstance(store, SlideStore) else SlideStore.open(store)
+    features, coords, _ = s.read_features(encoder)
+    return features.astype(np.float32, copy=False), coords.astype(np.int64, copy=False)
+
+
+def write_slide_embedding(store: str | Path | SlideStore, method: str, embedding: np.ndarray,
+                          attrs: dict[str, Any]) -> None:
+    """Store one slide-level embedding under ``slide_embeddings/<method>``, atomically."""
+    s = store if isinstance(store, SlideStore) else SlideStore.open(store)
+    s.write_slide_embedding(method, embedding, attrs)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "FeatureWriter",
+    "SlideStore",
+    "Tiles",
+    "iter_stores",
+    "load_features",
+    "store_path",
+    "write_slide_embedding",
+]

@@ -1,1 +1,20 @@
-"""tissue stage."""
+"""Tissue detection: saturation/Otsu masks, pen-mark rejection, polygons and GeoJSON."""
+
+from slidestream.tissue.detect import TissueResult, detect_tissue, working_mpp
+from slidestream.tissue.geojson import read_geojson, to_feature_collection, write_geojson
+from slidestream.tissue.masks import tissue_mask
+from slidestream.tissue.params import TissueParams
+from slidestream.tissue.polygons import mask_to_polygons, rasterize
+
+__all__ = [
+    "TissueParams",
+    "TissueResult",
+    "detect_tissue",
+    "mask_to_polygons",
+    "rasterize",
+    "read_geojson",
+    "tissue_mask",
+    "to_feature_collection",
+    "working_mpp",
+    "write_geojson",
+]

@@ -1,1 +1,1 @@
-"""viz stage."""
+"""Visualisation: overlays, heatmaps, prototype maps."""

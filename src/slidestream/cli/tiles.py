@@ -1,0 +1,98 @@
+"""``slidestream tissue`` and ``slidestream tile``: the front half of the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from slidestream.cli._app import app
+from slidestream.cli._common import collect_entries, err_console, print_summary
+from slidestream.errors import ConfigError
+from slidestream.pipeline.batch import run_batch
+from slidestream.pipeline.stages import SlideSource, check_unique_ids, run_tiles, run_tissue
+from slidestream.tiling.params import SelectionParams, TilingParams
+from slidestream.tissue import TissueParams
+
+SlidesArg = Annotated[list[Path], typer.Argument(help="Slide files, folders (walked), or .txt/.csv slide lists (CSV: 'path' and optional 'mpp' columns).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder: one <slide_id>.zarr store per slide.")]
+BackendOpt = Annotated[str, typer.Option(help="Reader backend: auto, openslide or tiffslide.")]
+DefaultMppOpt = Annotated[float | None, typer.Option("--default-mpp", help="Level-0 um/px for slides whose metadata has none (slides with metadata keep theirs).")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Recompute finished work (and what depends on it).")]
+
+
+def _validated(model, **values):
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or model.__name__
+        err_console.print(f"[red]error[/red] invalid {key}: {first['msg']}")
+        raise typer.Exit(2) from exc
+
+
+def _sources(slides: list[Path], backend: str, default_mpp: float | None) -> list[SlideSource]:
+    """Slide sources; a slide list's ``mpp`` column wins over ``--default-mpp`` for its slide."""
+    entries = collect_entries(slides)
+    try:
+        check_unique_ids([e.path for e in entries])
+    except ConfigError as exc:
+        err_console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(2) from exc
+    return [SlideSource(e.path, backend, e.mpp if e.mpp is not None else default_mpp) for e in entries]
+
+
+@app.command("tissue")
+def tissue_command(
+    slides: SlidesArg,
+    out: OutOpt,
+    backend: BackendOpt = "auto",
+    default_mpp: DefaultMppOpt = None,
+    overwrite: OverwriteOpt = False,
+    no_pen_removal: Annotated[bool, typer.Option("--keep-pen", help="Do not exclude pen marks.")] = False,
+    min_object_um2: Annotated[float, typer.Option(help="Smallest tissue piece kept, in um^2.")] = TissueParams().min_object_um2,
+) -> None:
+    """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
+    params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2)
+    sources = _sources(slides, backend, default_mpp)
+    by_path = {s.path: s for s in sources}
+    result = run_batch([s.path for s in sources], lambda p: run_tissue(by_path[p], out, params, overwrite=overwrite),
+                       description="tissue")
+    print_summary(result, "tissue", columns=["tissue_pieces", "tissue_area_mm2", "pen_fraction"])
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("tile")
+def tile_command(
+    slides: SlidesArg,
+    out: OutOpt,
+    mpp: Annotated[float | None, typer.Option(help="Target um/px of the tiles.")] = 0.5,
+    magnification: Annotated[float | None, typer.Option("--magnification", "--mag", help="Target magnification instead of --mpp (uses the objective power).")] = None,
+    tile_size: Annotated[int, typer.Option(help="Tile side in px at the target resolution.")] = 224,
+    overlap: Annotated[int, typer.Option(help="Overlap in px at the target resolution.")] = 0,
+    min_tissue: Annotated[float, typer.Option(help="Minimum tissue fraction of a kept tile.")] = 0.25,
+    allow_upsample: Annotated[bool, typer.Option(help="Allow a target finer than the slide.")] = False,
+    select: Annotated[str | None, typer.Option(help="Also choose a subset: mosaic, fps, random or grid.")] = None,
+    fraction: Annotated[float | None, typer.Option(help="Share of tiles to select.")] = 0.1,
+    count: Annotated[int | None, typer.Option(help="Number of tiles to select (instead of --fraction).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the selection.")] = 0,
+    backend: BackendOpt = "auto",
+    default_mpp: DefaultMppOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
+    tiling = _validated(TilingParams, mpp=None if magnification else mpp, magnification=magnification,
+                        tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, allow_upsample=allow_upsample)
+    selection = None
+    if select is not None:
+        selection = _validated(SelectionParams, method=select, fraction=None if count else fraction, count=count, seed=seed)
+    sources = _sources(slides, backend, default_mpp)
+    by_path = {s.path: s for s in sources}
+    tissue = TissueParams()
+    result = run_batch([s.path for s in sources],
+                       lambda p: run_tiles(by_path[p], out, tiling, tissue, selection=selection, overwrite=overwrite),
+                       description="tiles")
+    print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])
+    raise typer.Exit(result.exit_code)

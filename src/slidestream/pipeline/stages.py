@@ -1,0 +1,168 @@
+"""Per-slide stages that read a slide and write its store: tissue, tiles, selection.
+
+Each stage is idempotent: it skips work the store already holds with the same parameters,
+refuses (clearly) to mix results of different parameters unless told to overwrite, and writes
+atomically, so an interrupted batch can simply be run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from shapely.geometry import shape
+from shapely.ops import unary_union
+
+from slidestream.errors import ConfigError, StoreError
+from slidestream.io import Slide, open_slide
+from slidestream.io.fingerprint import slide_fingerprint
+from slidestream.pipeline.batch import Skip
+from slidestream.selection import select_tiles
+from slidestream.store import SlideStore
+from slidestream.tiling import tile_slide
+from slidestream.tiling.params import SelectionParams, TilingParams
+from slidestream.tissue import TissueParams, detect_tissue, to_feature_collection, write_geojson
+from slidestream.viz.overlay import draw_overlay, save_png
+
+
+@dataclass(frozen=True)
+class SlideSource:
+    """A slide to process and how to open it."""
+
+    path: Path
+    backend: str = "auto"
+    default_mpp: float | None = None  # used only when the file carries no mpp
+
+    @property
+    def slide_id(self) -> str:
+        return slide_id_for(self.path)
+
+    def open(self) -> Slide:
+        return open_slide(self.path, backend=self.backend, default_mpp=self.default_mpp)  # type: ignore[arg-type]
+
+
+def slide_id_for(path: Path) -> str:
+    """The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``)."""
+    return Path(path).stem if Path(path).suffix else Path(path).name
+
+
+def check_unique_ids(paths: list[Path]) -> None:
+    """Two slides with the same stem would write the same store: refuse, naming both."""
+    seen: dict[str, Path] = {}
+    for p in paths:
+        sid = slide_id_for(p)
+        if sid in seen:
+            raise ConfigError(p, f"slide id '{sid}' clashes with {seen[sid]}: both would write {sid}.zarr; rename one or split the run")
+        seen[sid] = p
+
+
+def open_store(source: SlideSource, out: Path, slide: Any) -> SlideStore:
+    """Create or open the slide's store, refusing one that was made from a different file."""
+    info = slide.info()
+    info["path"] = str(Path(info["path"]).resolve())
+    info["fingerprint"] = slide_fingerprint(slide.path)
+    store = SlideStore.create(out, source.slide_id, info)
+    recorded = store.slide_info.get("fingerprint")
+    if recorded and recorded != info["fingerprint"]:
+        raise StoreError(store.path, f"was made from a different file than {source.path} (fingerprint changed); use another --out or delete the store")
+    return store
+
+
+# ---------------------------------------------------------------------------------- tissue
+def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrite: bool = False,
+               write_images: bool = True) -> dict[str, Any]:
+    """Detect tissue and write ``tissue`` into the store, plus ``<id>.geojson`` and ``<id>.tissue.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with source.open() as slide:
+        wanted = {**params.model_dump(), "slide_mpp": list(slide.mpp)}
+        existing = _existing_store(out, source)
+        if existing is not None and existing.has("tissue") and not overwrite:
+            done = existing.node_attrs("tissue")
+            if done.get("params") == wanted:
+                raise Skip("tissue already detected", **done.get("summary", {}))
+            raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
+        result = detect_tissue(slide, params)
+        store = open_store(source, out, slide)
+        feature_collection = to_feature_collection(result.gdf)
+        write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
+        if write_images:
+            save_png(draw_overlay(result.image, slide.dimensions, result.geometry), out / f"{source.slide_id}.tissue.png")
+        if store.has("tissue"):
+            store.invalidate_dependents("tissue")
+        summary = result.summary()
+        store.write_tissue(feature_collection, summary, wanted)
+        return {**summary, "note": "no tissue found" if result.is_empty else ""}
+
+
+def _existing_store(out: Path, source: SlideSource) -> SlideStore | None:
+    path = out / f"{source.slide_id}.zarr"
+    return SlideStore.open(path) if (path / "zarr.json").exists() else None
+
+
+def tissue_geometry(store: SlideStore):
+    features = store.read_tissue_geojson().get("features", [])
+    return unary_union([shape(f["geometry"]) for f in features]) if features else None
+
+
+# ---------------------------------------------------------------------------------- tiles
+def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: TissueParams, *,
+              selection: SelectionParams | None = None, overwrite: bool = False,
+              write_images: bool = True) -> dict[str, Any]:
+    """Tissue (if missing), then the tile grid, then an optional selection, into the store."""
+    out.mkdir(parents=True, exist_ok=True)
+    existing = _existing_store(out, source)
+    if existing is None or not existing.has("tissue") or overwrite:
+        with contextlib.suppress(Skip):
+            run_tissue(source, out, tissue, overwrite=overwrite, write_images=write_images)
+    store = SlideStore.open(out / f"{source.slide_id}.zarr")
+    did_tiles = False
+    with source.open() as slide:
+        wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
+        if store.has("tiles") and not overwrite and store.node_attrs("tiles").get("params") == wanted:
+            pass
+        elif store.has("tiles") and not overwrite:
+            raise StoreError(store.path, "holds tiles made with other parameters; use --overwrite to replace them (features are then recomputed) or another --out")
+        else:
+            grid = tile_slide(slide, tissue_geometry(store), **tiling.model_dump())
+            if store.has("tiles"):
+                store.invalidate_dependents("tiles")
+            store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted)
+            did_tiles = True
+        tiles = store.read_tiles()
+        summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],
+                                   "note": "" if len(tiles) else "no tiles: no tissue above min_tissue"}
+        selected = None
+        did_selection = False
+        if selection is not None:
+            name = selection.name
+            sel_params = selection.model_dump()
+            if store.has(f"selections/{name}") and store.node_attrs(f"selections/{name}").get("params") == sel_params and not did_tiles:
+                selected = store.read_selection(name)
+            else:
+                image, _ = slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])
+                selected = select_tiles(selection.method, tiles.coords, extent0=tuple(tiles.attrs["level0_size"]),
+                                        tissue_fraction=tiles.tissue_fraction, image=image,
+                                        level0_size=slide.dimensions, fraction=selection.fraction,
+                                        count=selection.count, seed=selection.seed)
+                store.write_selection(name, selected, {"method": selection.method, "params": sel_params})
+                did_selection = True
+            summary["selected"] = len(selected)
+        if not did_tiles and not did_selection:
+            raise Skip("tiles already made", **summary)
+        if write_images:
+            image, _ = slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])
+            overlay = draw_overlay(image, slide.dimensions, tissue_geometry(store), tiles.coords,
+                                   tuple(tiles.attrs["level0_size"]), selected=selected)
+            save_png(overlay, out / f"{source.slide_id}.tiles.png")
+    return summary
+
+
+def tile_pixels(store: SlideStore, slide: Any, index: int) -> np.ndarray:
+    """Re-read tile ``index`` of ``store`` exactly as extraction sees it."""
+    tiles = store.read_tiles()
+    x, y = (int(v) for v in tiles.coords[index])
+    return slide.read_at_mpp(x, y, tiles.attrs["target_mpp"], tiles.attrs["tile_size_px"],
+                             allow_upsample=bool(tiles.attrs.get("params", {}).get("allow_upsample", False)))

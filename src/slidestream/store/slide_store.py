@@ -1,0 +1,398 @@
+"""The slide store: one zarr v3 group per slide, written so that it never lies about being done.
+
+Every stage's output (tissue, tiles, a selection, one encoder's features, a slide embedding) is a
+node written under a temporary name and renamed into place when complete. A reader therefore sees
+either the previous complete node or the new complete node, never a half-written one, whatever
+happens to the writing process. See ``docs/format.md`` for the layout, field by field.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from slidestream._version import __version__
+from slidestream.errors import StoreError
+
+FORMAT_VERSION = "1.0"
+STORE_SUFFIX = ".zarr"
+PARTIAL_PREFIX = "_partial-"
+TRASH_PREFIX = "_trash-"
+
+# Which nodes depend on which: replacing tiles invalidates everything indexed by tile row.
+DEPENDENTS = {"tissue": ("tiles", "selections", "features", "slide_embeddings"),
+              "tiles": ("selections", "features", "slide_embeddings"),
+              "features": ("slide_embeddings",)}
+
+
+def store_path(out_dir: str | Path, slide_id: str) -> Path:
+    return Path(out_dir) / f"{slide_id}{STORE_SUFFIX}"
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def _jsonable(value: Any) -> Any:
+    """Attrs must be plain JSON: convert numpy scalars/arrays and tuples, recursively."""
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+@dataclass
+class Tiles:
+    """The tile table of a store: what extraction reads and features align with."""
+
+    coords: np.ndarray
+    tissue_fraction: np.ndarray
+    attrs: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+
+class SlideStore:
+    """Read and write one slide's store. Create with :meth:`create`, open with :meth:`open`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # ------------------------------------------------------------------ creation
+    @classmethod
+    def create(cls, out_dir: str | Path, slide_id: str, slide_info: dict[str, Any]) -> SlideStore:
+        """Create the store if absent (atomically); an existing store is opened, not touched."""
+        path = store_path(out_dir, slide_id)
+        if (path / "zarr.json").exists():
+            return cls.open(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
+        group = zarr.open_group(tmp, mode="w", zarr_format=3)
+        group.attrs.update(_jsonable({
+            "slidestream": {"format_version": FORMAT_VERSION, "version": __version__, "created": now_iso()},
+            "slide_id": slide_id,
+            "slide": slide_info,
+            "stages": {},
+        }))
+        try:
+            os.rename(tmp, path)
+        except OSError:  # another process created it first: theirs is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not (path / "zarr.json").exists():
+                raise
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> SlideStore:
+        path = Path(path)
+        meta = path / "zarr.json"
+        if not meta.exists():
+            raise StoreError(path, "not a slide store (no zarr.json)")
+        try:
+            attrs = json.loads(meta.read_text()).get("attributes", {})
+        except (OSError, ValueError) as exc:
+            raise StoreError(path, f"unreadable store metadata: {exc}") from exc
+        version = attrs.get("slidestream", {}).get("format_version")
+        if version is None:
+            raise StoreError(path, "zarr group is not a slidestream store (no format_version)")
+        if version.split(".")[0] != FORMAT_VERSION.split(".")[0]:
+            raise StoreError(path, f"store format {version} is not readable by this slidestream ({FORMAT_VERSION})")
+        return cls(path)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def slide_id(self) -> str:
+        return self.path.name[: -len(STORE_SUFFIX)] if self.path.name.endswith(STORE_SUFFIX) else self.path.stem
+
+    def _root(self, mode: str = "r") -> zarr.Group:
+        return zarr.open_group(self.path, mode=mode, zarr_format=3)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self._root().attrs)
+
+    @property
+    def slide_info(self) -> dict[str, Any]:
+        return dict(self.attrs.get("slide", {}))
+
+    def __repr__(self) -> str:
+        return f"SlideStore({str(self.path)!r})"
+
+    def has(self, rel: str) -> bool:
+        """True when node ``rel`` (e.g. ``tiles``, ``features/uni``) exists and is complete."""
+        meta = self.path / rel / "zarr.json"
+        if not meta.exists():
+            return False
+        try:
+            return bool(json.loads(meta.read_text()).get("attributes", {}).get("complete", False))
+        except (OSError, ValueError):
+            return False
+
+    def node_attrs(self, rel: str) -> dict[str, Any]:
+        if not self.has(rel):
+            raise StoreError(self.path, f"no complete '{rel}' in this store")
+        return json.loads((self.path / rel / "zarr.json").read_text()).get("attributes", {})
+
+    def list_nodes(self, group: str) -> list[str]:
+        """Names of complete nodes inside ``group`` (e.g. the encoders under ``features``)."""
+        folder = self.path / group
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir()
+                      if p.is_dir() and not p.name.startswith((PARTIAL_PREFIX, TRASH_PREFIX))
+                      and self.has(f"{group}/{p.name}"))
+
+    # ------------------------------------------------------------------ atomic writing
+    def _record_stage(self, rel: str, attrs: dict[str, Any]) -> None:
+        root = self._root("a")
+        stages = dict(root.attrs.get("stages", {}))
+        stages[rel] = {"completed": attrs.get("completed"), "params": attrs.get("params", {})}
+        root.attrs["stages"] = _jsonable(stages)
+
+    def _forget_stage(self, prefix: str) -> None:
+        root = self._root("a")
+        stages = {k: v for k, v in root.attrs.get("stages", {}).items()
+                  if k != prefix and not k.startswith(prefix + "/")}
+        root.attrs["stages"] = stages
+
+    def write_node(self, rel: str, build: Callable[[zarr.Group, str], None], attrs: dict[str, Any]) -> None:
+        """Write node ``rel`` atomically: ``build(parent, tmp_name)`` creates it under a temporary name.
+
+        Once built, the node gets ``complete=True`` and is renamed into place, replacing any
+        previous version. Readers never observe a partial node under the final name.
+        """
+        parent_rel, _, name = rel.rpartition("/")
+        parent = self._root("a") if not parent_rel else zarr.open_group(self.path / parent_rel, mode="a", zarr_format=3)
+        tmp_name = f"{PARTIAL_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+        build(parent, tmp_name)
+        tmp_path = self.path / parent_rel / tmp_name
+        node = zarr.open(tmp_path, mode="r+", zarr_format=3)
+        final_attrs = {**attrs, "completed": now_iso(), "slidestream_version": __version__, "complete": True}
+        node.attrs.update(_jsonable(final_attrs))
+        self._swap_into_place(tmp_path, self.path / rel)
+        self._record_stage(rel, final_attrs)
+
+    def _swap_into_place(self, tmp_path: Path, final: Path) -> None:
+        trash = None
+        if final.exists():
+            trash = final.with_name(f"{TRASH_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
+            os.rename(final, trash)
+        os.rename(tmp_path, final)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def write_array(self, rel: str, data: np.ndarray, attrs: dict[str, Any], chunks: tuple[int, ...] | None = None) -> None:
+        data = np.asarray(data)
+
+        def build(parent: zarr.Group, tmp: str) -> None:
+            arr = parent.create_array(tmp, shape=data.shape, dtype=data.dtype, chunks=chunks or _chunks(data.shape))
+            if data.size:
+                arr[...] = data
+
+        self.write_node(rel, build, attrs)
+
+    def delete(self, rel: str) -> None:
+        """Remove a node (and its stage record); renaming first keeps the removal atomic."""
+        target = self.path / rel
+        if target.exists():
+            trash = target.with_name(f"{TRASH_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}")
+            os.rename(target, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        self._forget_stage(rel)
+
+    def invalidate_dependents(self, stage: str) -> list[str]:
+        """Delete what was computed from ``stage`` (e.g. features after new tiles). Returns what went."""
+        removed = []
+        for dep in DEPENDENTS.get(stage.split("/")[0], ()):
+            if (self.path / dep).exists():
+                self.delete(dep)
+                removed.append(dep)
+        return removed
+
+    def clean_partials(self, max_age_s: float = 0.0) -> int:
+        """Remove leftovers of interrupted writes older than ``max_age_s`` seconds."""
+        count = 0
+        cutoff = time.time() - max_age_s
+        for p in self.path.rglob("*"):
+            if p.is_dir() and p.name.startswith((PARTIAL_PREFIX, TRASH_PREFIX)) and p.stat().st_mtime <= cutoff:
+                shutil.rmtree(p, ignore_errors=True)
+                count += 1
+        return count
+
+    # ------------------------------------------------------------------ stages
+    def write_tissue(self, feature_collection: dict[str, Any], summary: dict[str, Any], params: dict[str, Any]) -> None:
+        def build(parent: zarr.Group, tmp: str) -> None:
+            parent.create_group(tmp)
+
+        self.write_node("tissue", build, {"geojson": feature_collection, "summary": summary, "params": params,
+                                          "coordinate_space": "level-0 pixels"})
+
+    def read_tissue_geojson(self) -> dict[str, Any]:
+        return self.node_attrs("tissue")["geojson"]
+
+    def write_tiles(self, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict[str, Any],
+                    params: dict[str, Any]) -> None:
+        coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+        fractions = np.asarray(tissue_fraction, dtype=np.float32).reshape(-1)
+        if len(coords) != len(fractions):
+            raise StoreError(self.path, f"{len(coords)} coords but {len(fractions)} tissue fractions")
+
+        def build(parent: zarr.Group, tmp: str) -> None:
+            group = parent.create_group(tmp)
+            rows = max(1, min(len(coords), 65536))
+            coords_arr = group.create_array("coords", shape=coords.shape, dtype="int64", chunks=(rows, 2))
+            fraction_arr = group.create_array("tissue_fraction", shape=fractions.shape, dtype="float32", chunks=(rows,))
+            if len(coords):
+                coords_arr[...] = coords
+                fraction_arr[...] = fractions
+
+        self.write_node("tiles", build, {**attrs, "params": params, "n_tiles": len(coords)})
+
+    def read_tiles(self) -> Tiles:
+        attrs = self.node_attrs("tiles")
+        group = zarr.open_group(self.path / "tiles", mode="r", zarr_format=3)
+        return Tiles(coords=np.asarray(group["coords"][...]), tissue_fraction=np.asarray(group["tissue_fraction"][...]),
+                     attrs=attrs)
+
+    def write_selection(self, name: str, indices: np.ndarray, attrs: dict[str, Any]) -> None:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n_tiles = self.node_attrs("tiles")["n_tiles"]
+        if len(indices) and (indices.min() < 0 or indices.max() >= n_tiles):
+            raise StoreError(self.path, f"selection '{name}' indexes outside the {n_tiles} tiles")
+        self._ensure_group("selections")
+        self.write_array(f"selections/{name}", indices, {**attrs, "n_selected": len(indices), "n_tiles": n_tiles})
+
+    def read_selection(self, name: str) -> np.ndarray:
+        if not self.has(f"selections/{name}"):
+            available = ", ".join(self.list_nodes("selections")) or "none"
+            raise StoreError(self.path, f"no selection '{name}' (available: {available})")
+        return np.asarray(zarr.open_array(self.path / "selections" / name, mode="r", zarr_format=3)[...])
+
+    def write_slide_embedding(self, method: str, embedding: np.ndarray, attrs: dict[str, Any]) -> None:
+        self._ensure_group("slide_embeddings")
+        self.write_array(f"slide_embeddings/{method}", np.asarray(embedding), attrs)
+
+    def read_slide_embedding(self, method: str) -> tuple[np.ndarray, dict[str, Any]]:
+        attrs = self.node_attrs(f"slide_embeddings/{method}")
+        return np.asarray(zarr.open_array(self.path / "slide_embeddings" / method, mode="r", zarr_format=3)[...]), attrs
+
+    def _ensure_group(self, rel: str) -> None:
+        if not (self.path / rel / "zarr.json").exists():
+            zarr.open_group(self.path / rel, mode="a", zarr_format=3)
+
+    # ------------------------------------------------------------------ features
+    def feature_writer(self, encoder: str, n_rows: int, dim: int, attrs: dict[str, Any], *,
+                       dtype: str = "float32", chunk_rows: int = 2048) -> FeatureWriter:
+        self._ensure_group("features")
+        return FeatureWriter(self, encoder, n_rows, dim, attrs, dtype=dtype, chunk_rows=chunk_rows)
+
+    def read_features(self, encoder: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+        """Features (N, D), their level-0 coords (N, 2) and the node's attrs."""
+        rel = f"features/{encoder}"
+        if not self.has(rel):
+            available = ", ".join(self.list_nodes("features")) or "none"
+            raise StoreError(self.path, f"no complete features for encoder '{encoder}' (available: {available})")
+        attrs = self.node_attrs(rel)
+        features = np.asarray(zarr.open_array(self.path / rel, mode="r", zarr_format=3)[...])
+        coords = self.read_tiles().coords
+        if attrs.get("selection"):
+            coords = coords[self.read_selection(attrs["selection"])]
+        if len(coords) != len(features):
+            raise StoreError(self.path, f"features/{encoder} has {len(features)} rows but {len(coords)} tiles")
+        return features, coords, attrs
+
+
+def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    if not shape:
+        return ()
+    return (max(1, min(shape[0], 65536)), *shape[1:])
+
+
+class FeatureWriter:
+    """Writes one encoder's features row-chunk by row-chunk, resumable after a crash.
+
+    Rows land in ``features/_partial-<encoder>``; after each chunk, ``rows_done`` is updated
+    (zarr writes files atomically, so a chunk is either fully there or not). A new writer with
+    the same provenance continues from ``rows_done``; with different provenance it starts over.
+    Only :meth:`commit` renames the array to ``features/<encoder>`` with ``complete=True``.
+    """
+
+    def __init__(self, store: SlideStore, encoder: str, n_rows: int, dim: int, attrs: dict[str, Any], *,
+                 dtype: str, chunk_rows: int) -> None:
+        self.store = store
+        self.encoder = encoder
+        self.n_rows = int(n_rows)
+        self.dim = int(dim)
+        self.chunk_rows = int(chunk_rows)
+        self.attrs = _jsonable(attrs)
+        self.rel_partial = f"features/{PARTIAL_PREFIX}{encoder}"
+        self.partial_path = store.path / self.rel_partial
+        identity = {"n_rows": self.n_rows, "dim": self.dim, "dtype": dtype, "chunk_rows": self.chunk_rows,
+                    "provenance": self.attrs}
+        self.array = self._open_or_create(identity, dtype)
+
+    def _open_or_create(self, identity: dict[str, Any], dtype: str) -> zarr.Array:
+        if (self.partial_path / "zarr.json").exists():
+            try:
+                arr = zarr.open_array(self.partial_path, mode="r+", zarr_format=3)
+                if arr.attrs.get("identity") == identity:
+                    return arr
+            except Exception:  # an unreadable partial is just garbage to replace
+                pass
+            shutil.rmtree(self.partial_path, ignore_errors=True)
+        arr = zarr.create_array(self.partial_path, shape=(self.n_rows, self.dim), dtype=dtype,
+                                chunks=(max(1, min(self.chunk_rows, self.n_rows)), self.dim), zarr_format=3,
+                                overwrite=True)
+        arr.attrs.update({"identity": identity, "rows_done": 0, "complete": False})
+        return arr
+
+    @property
+    def rows_done(self) -> int:
+        return int(self.array.attrs.get("rows_done", 0))
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Write ``rows`` at ``start``; must continue exactly where the last write stopped."""
+        if start != self.rows_done:
+            raise StoreError(self.store.path, f"feature rows must be written in order: expected row {self.rows_done}, got {start}")
+        rows = np.asarray(rows)
+        if rows.ndim != 2 or rows.shape[1] != self.dim:
+            raise StoreError(self.store.path, f"feature rows have shape {rows.shape}, expected (n, {self.dim})")
+        end = start + len(rows)
+        if end > self.n_rows:
+            raise StoreError(self.store.path, f"writing rows up to {end} but the array has {self.n_rows}")
+        self.array[start:end] = rows
+        self.array.attrs["rows_done"] = end
+
+    def commit(self) -> None:
+        if self.rows_done != self.n_rows:
+            raise StoreError(self.store.path, f"features/{self.encoder}: only {self.rows_done}/{self.n_rows} rows written")
+        final_attrs = {**self.attrs, "n_rows": self.n_rows, "dim": self.dim, "completed": now_iso(),
+                       "slidestream_version": __version__, "complete": True}
+        self.array.attrs.put(final_attrs)  # replaces the resume bookkeeping (identity, rows_done)
+        self.store._swap_into_place(self.partial_path, self.store.path / "features" / self.encoder)
+        self.store._record_stage(f"features/{self.encoder}", final_attrs)
+
+
+def iter_stores(out_dir: str | Path) -> Iterator[SlideStore]:
+    """Every slide store directly inside ``out_dir``, sorted by slide id."""
+    for path in sorted(Path(out_dir).glob(f"*{STORE_SUFFIX}")):
+        if (path / "zarr.json").exists():
+            yield SlideStore.open(path)

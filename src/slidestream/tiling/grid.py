@@ -1,0 +1,121 @@
+"""A regular tile grid at a physical resolution, kept where there is enough tissue."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from shapely.geometry.base import BaseGeometry
+
+from slidestream.errors import ConfigError
+from slidestream.io import ReadPlan, Slide
+from slidestream.tiling.coverage import tissue_fractions
+
+
+@dataclass
+class TileGrid:
+    """Tiles of one slide, described so anyone can re-read them exactly.
+
+    ``coords`` are level-0 top-left (x, y). Each tile is ``read_size`` pixels read at
+    ``read_level`` (covering ``level0_size`` level-0 pixels), resized to ``tile_size`` at
+    ``target_mpp`` when the two differ.
+    """
+
+    coords: np.ndarray              # int64 (N, 2)
+    tissue_fraction: np.ndarray     # float32 (N,)
+    target_mpp: float
+    tile_size: int
+    overlap: int
+    min_tissue: float
+    plan: ReadPlan
+    slide_size: tuple[int, int]
+    slide_mpp: tuple[float, float]
+    stride0: float                  # level-0 px between neighbouring tiles
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.coords)
+
+    @property
+    def read_level(self) -> int:
+        return self.plan.level
+
+    @property
+    def read_size(self) -> tuple[int, int]:
+        return self.plan.read_size
+
+    @property
+    def level0_size(self) -> tuple[int, int]:
+        return self.plan.level0_size
+
+    def attrs(self) -> dict[str, Any]:
+        return {
+            "target_mpp": self.target_mpp,
+            "tile_size_px": self.tile_size,
+            "overlap_px": self.overlap,
+            "stride_px": self.tile_size - self.overlap,
+            "stride_level0": self.stride0,
+            "min_tissue": self.min_tissue,
+            "read_level": self.plan.level,
+            "read_size": list(self.plan.read_size),
+            "read_level_mpp": self.plan.level_mpp,
+            "level0_size": list(self.plan.level0_size),
+            "slide_size": list(self.slide_size),
+            "slide_mpp": list(self.slide_mpp),
+            "n_tiles": len(self),
+            **self.extra,
+        }
+
+
+def lattice(slide_size: tuple[int, int], stride0: float) -> np.ndarray:
+    """All grid top-lefts inside the slide, anchored at (0, 0), row-major. int64 (M, 2)."""
+    w, h = slide_size
+    nx, ny = int(np.ceil(w / stride0)), int(np.ceil(h / stride0))
+    xs = np.rint(np.arange(nx) * stride0).astype(np.int64)
+    ys = np.rint(np.arange(ny) * stride0).astype(np.int64)
+    xs, ys = xs[xs < w], ys[ys < h]
+    gx, gy = np.meshgrid(xs, ys)
+    return np.column_stack([gx.ravel(), gy.ravel()])
+
+
+def tile_slide(
+    slide: Slide,
+    tissue: BaseGeometry | None,
+    *,
+    mpp: float | None = 0.5,
+    magnification: float | None = None,
+    tile_size: int = 224,
+    overlap: int = 0,
+    min_tissue: float = 0.25,
+    allow_upsample: bool = False,
+) -> TileGrid:
+    """Tile ``slide`` at ``mpp`` (or ``magnification``, via the objective power).
+
+    ``tissue`` is the level-0 tissue geometry (e.g. ``detect_tissue(slide).geometry``); tiles
+    keep when their tissue fraction is at least ``min_tissue``. ``overlap`` is in target px.
+    """
+    if tile_size <= 0:
+        raise ConfigError(slide.path, f"tile_size must be positive, got {tile_size}")
+    if not 0 <= overlap < tile_size:
+        raise ConfigError(slide.path, f"overlap must be in [0, tile_size), got {overlap} for tile_size {tile_size}")
+    if not 0.0 <= min_tissue <= 1.0:
+        raise ConfigError(slide.path, f"min_tissue must be within [0, 1], got {min_tissue}")
+    if magnification is not None:
+        mpp = slide.mpp_for_magnification(magnification)
+    if mpp is None or mpp <= 0:
+        raise ConfigError(slide.path, "give a positive mpp or a magnification")
+    plan = slide.plan(mpp, tile_size, allow_upsample=allow_upsample)
+    level0_per_px = plan.level0_size[0] / tile_size
+    stride0 = (tile_size - overlap) * level0_per_px
+    candidates = lattice(slide.dimensions, stride0)
+    fractions = tissue_fractions(tissue, slide.dimensions, candidates, plan.level0_size)
+    keep = fractions >= min_tissue if min_tissue > 0 else np.ones(len(candidates), bool)
+    if min_tissue > 0 and tissue is not None and tissue.is_empty:
+        keep[:] = False
+    extra = {"magnification": magnification} if magnification is not None else {}
+    return TileGrid(
+        coords=candidates[keep], tissue_fraction=fractions[keep], target_mpp=float(mpp),
+        tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, plan=plan,
+        slide_size=slide.dimensions, slide_mpp=slide.mpp, stride0=stride0, extra=extra,
+    )

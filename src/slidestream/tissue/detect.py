@@ -1,0 +1,96 @@
+"""Tissue detection on a low-resolution view of the slide, returned as level-0 polygons."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from shapely.geometry import MultiPolygon
+from shapely.geometry.base import BaseGeometry
+
+from slidestream.errors import NoTissueWarning
+from slidestream.io import Slide
+from slidestream.tissue.masks import tissue_mask
+from slidestream.tissue.params import TissueParams
+from slidestream.tissue.polygons import mask_to_polygons
+
+MPP_RANGE = (2.0, 16.0)
+
+
+@dataclass
+class TissueResult:
+    """Tissue of one slide. ``gdf``/``geometry`` are in level-0 pixels; the rest is diagnostics."""
+
+    gdf: gpd.GeoDataFrame
+    geometry: BaseGeometry          # union of all tissue (MultiPolygon, possibly empty)
+    image: np.ndarray               # the low-resolution RGB the detection ran on
+    mask: np.ndarray                # bool tissue mask at the image's resolution
+    pen: np.ndarray                 # bool ink mask at the image's resolution
+    image_mpp: tuple[float, float]  # um/px of image and masks
+    level0_size: tuple[int, int]    # slide (width, height) at level 0
+    threshold: float
+    params: TissueParams
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Level-0 pixels per image pixel (x, y)."""
+        h, w = self.mask.shape
+        return (self.level0_size[0] / w, self.level0_size[1] / h)
+
+    @property
+    def area_um2(self) -> float:
+        return float(self.gdf["area_um2"].sum()) if len(self.gdf) else 0.0
+
+    @property
+    def is_empty(self) -> bool:
+        return self.geometry.is_empty
+
+    def summary(self) -> dict[str, float | int]:
+        h, w = self.mask.shape
+        return {
+            "tissue_pieces": len(self.gdf),
+            "tissue_area_mm2": round(self.area_um2 / 1e6, 4),
+            "tissue_fraction": round(float(self.mask.mean()), 4),
+            "pen_fraction": round(float(self.pen.mean()), 4),
+            "working_mpp": round(float(np.mean(self.image_mpp)), 4),
+            "working_size": f"{w}x{h}",
+        }
+
+
+def working_mpp(slide: Slide, params: TissueParams) -> float:
+    """Resolution for detection: coarse enough to be cheap, fine enough for ~100 um tiles."""
+    if params.mpp is not None:
+        return params.mpp
+    mx, my = slide.mpp
+    longest_um = max(slide.width * mx, slide.height * my)
+    return float(np.clip(longest_um / params.target_long_side_px, *MPP_RANGE))
+
+
+def detect_tissue(slide: Slide, params: TissueParams | None = None) -> TissueResult:
+    """Find tissue (with holes, without pen marks) on a low-resolution image of ``slide``.
+
+    Needs the slide's mpp (areas are physical). Never reads level 0 of a large slide: the image
+    comes from the coarsest pyramid level that suffices, block by block.
+    """
+    params = params or TissueParams()
+    target = working_mpp(slide, params)
+    image, (mx, my) = slide.read_whole(target)
+    result = tissue_mask(image, float((mx + my) / 2), params)
+    h, w = result.tissue.shape
+    scale = (slide.width / w, slide.height / h)
+    polygons = mask_to_polygons(result.tissue, scale, params.simplify_px)
+    mpp0 = slide.mpp
+    areas = [p.area * mpp0[0] * mpp0[1] for p in polygons]
+    gdf = gpd.GeoDataFrame({"area_um2": areas, "geometry": polygons}, geometry="geometry", crs=None)
+    union = shapely.union_all(polygons) if polygons else MultiPolygon()
+    if union.geom_type == "Polygon":
+        union = MultiPolygon([union])
+    if not polygons:
+        warnings.warn(f"{slide.path}: no tissue found (threshold {result.threshold:.3f}); the slide gets no tiles",
+                      NoTissueWarning, stacklevel=2)
+    return TissueResult(gdf=gdf, geometry=union, image=image, mask=result.tissue, pen=result.pen,
+                       image_mpp=(mx, my), level0_size=slide.dimensions, threshold=result.threshold,
+                       params=params)

@@ -1,0 +1,40 @@
+"""Tissue polygons as GeoJSON that QuPath opens (level-0 pixel coordinates)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+from shapely.geometry import mapping, shape
+
+TISSUE_CLASS = {"name": "Tissue", "color": [80, 180, 80]}
+
+
+def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
+    """One annotation feature per tissue piece, classified ``Tissue``, with its area."""
+    features = []
+    for i, row in enumerate(gdf.itertuples(index=False)):
+        properties: dict[str, Any] = {"objectType": "annotation", "classification": dict(TISSUE_CLASS),
+                                      "name": f"tissue {i + 1}"}
+        if hasattr(row, "area_um2") and row.area_um2 is not None:
+            properties["measurements"] = {"area_um2": float(row.area_um2)}
+        features.append({"type": "Feature", "geometry": mapping(row.geometry), "properties": properties})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(to_feature_collection(gdf)))
+    tmp.replace(path)
+    return path
+
+
+def read_geojson(path: Path) -> gpd.GeoDataFrame:
+    """Read our own (or a QuPath-edited) tissue GeoJSON back into a GeoDataFrame."""
+    data = json.loads(Path(path).read_text())
+    features = data.get("features", []) if data.get("type") == "FeatureCollection" else [data]
+    geoms = [shape(f["geometry"]) for f in features if f.get("geometry")]
+    return gpd.GeoDataFrame({"geometry": geoms}, geometry="geometry", crs=None)

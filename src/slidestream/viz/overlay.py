@@ -1,0 +1,59 @@
+"""Pictures for people: tissue outlines, tile grids and selections over the thumbnail."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry.base import BaseGeometry
+
+TISSUE_COLOUR = (0, 160, 60)
+HOLE_COLOUR = (230, 120, 0)
+TILE_COLOUR = (40, 90, 220)
+SELECTED_COLOUR = (220, 20, 60)
+
+
+def _polygons(geometry: BaseGeometry) -> Sequence[Polygon]:
+    if geometry is None or geometry.is_empty:
+        return []
+    return list(geometry.geoms) if isinstance(geometry, MultiPolygon) else [geometry]
+
+
+def draw_overlay(
+    thumbnail: np.ndarray,
+    level0_size: tuple[int, int],
+    geometry: BaseGeometry | None = None,
+    tiles: np.ndarray | None = None,
+    tile_extent: tuple[int, int] | None = None,
+    selected: np.ndarray | None = None,
+    width: int = 2,
+) -> Image.Image:
+    """Draw level-0 geometry and tile boxes onto a thumbnail of the whole slide."""
+    image = Image.fromarray(thumbnail).convert("RGB")
+    draw = ImageDraw.Draw(image, "RGBA")
+    sx, sy = image.width / level0_size[0], image.height / level0_size[1]
+    if tiles is not None and tile_extent is not None and len(tiles):
+        tw, th = tile_extent[0] * sx, tile_extent[1] * sy
+        chosen = set(np.asarray(selected).tolist()) if selected is not None else set()
+        for i, (x, y) in enumerate(np.asarray(tiles)):
+            box = [x * sx, y * sy, x * sx + tw, y * sy + th]
+            if i in chosen:
+                draw.rectangle(box, fill=(*SELECTED_COLOUR, 110), outline=(*SELECTED_COLOUR, 255))
+            else:
+                draw.rectangle(box, outline=(*TILE_COLOUR, 120))
+    for poly in _polygons(geometry):
+        draw.line([(x * sx, y * sy) for x, y in poly.exterior.coords], fill=TISSUE_COLOUR, width=width)
+        for hole in poly.interiors:
+            draw.line([(x * sx, y * sy) for x, y in hole.coords], fill=HOLE_COLOUR, width=max(1, width - 1))
+    return image
+
+
+def save_png(image: Image.Image, path: Path) -> Path:
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp.png")
+    image.save(tmp, optimize=True)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,137 @@
+"""The tile grid: lattice geometry, exact tissue fractions, resolution rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from shapely.geometry import MultiPolygon, Polygon, box
+
+from slidestream.errors import ConfigError, ResolutionError
+from slidestream.io import open_slide
+from slidestream.tiling import lattice, tile_slide, tissue_fractions
+from slidestream.tissue import detect_tissue
+from tests.conftest import CMU, TCGA_JP2K
+
+
+def exact_fractions(geometry, coords, extent0):
+    boxes = shapely.box(coords[:, 0], coords[:, 1], coords[:, 0] + extent0[0], coords[:, 1] + extent0[1])
+    return shapely.area(shapely.intersection(boxes, geometry)) / (extent0[0] * extent0[1])
+
+
+@st.composite
+def blobs(draw):
+    """A few random polygons (some with holes) inside a 3000 x 2000 slide."""
+    polys = []
+    for _ in range(draw(st.integers(1, 4))):
+        cx, cy = draw(st.floats(200, 2800)), draw(st.floats(200, 1800))
+        r = draw(st.floats(60, 600))
+        n = draw(st.integers(5, 12))
+        angles = np.sort(np.array([draw(st.floats(0, 2 * np.pi)) for _ in range(n)]))
+        radii = np.array([r * draw(st.floats(0.5, 1.0)) for _ in range(n)])
+        shell = np.column_stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)])
+        poly = Polygon(shell).buffer(0)
+        if draw(st.booleans()) and r > 200:
+            poly = poly.difference(Polygon([(cx - r / 4, cy - r / 4), (cx + r / 4, cy - r / 4), (cx, cy + r / 4)]))
+        polys.append(poly)
+    geom = shapely.union_all(polys)
+    return geom if isinstance(geom, MultiPolygon) else MultiPolygon([g for g in getattr(geom, "geoms", [geom]) if isinstance(g, Polygon)])
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(geometry=blobs(), stride=st.integers(40, 300), extent_extra=st.integers(0, 100),
+       min_tissue=st.floats(0.05, 0.95))
+def test_fractions_match_exact_polygon_areas(geometry, stride, extent_extra, min_tissue):
+    size = (3000, 2000)
+    coords = lattice(size, float(stride))
+    extent = (stride + extent_extra, stride + extent_extra)
+    fast = tissue_fractions(geometry, size, coords, extent)
+    exact = exact_fractions(geometry.intersection(box(0, 0, *size)), coords, extent)  # no tissue off the slide
+    # polygons rasterised at 16 px per tile side (pixel centres), box sums interpolated: a
+    # sliver crossing a tile may be off by a few percent, never more
+    assert np.abs(fast - exact).max() < 0.05
+    kept = fast >= min_tissue
+    assert (exact[kept] >= min_tissue - 0.05).all()       # every kept tile meets min_tissue
+    assert (exact[~kept] < min_tissue + 0.05).all()       # no dropped tile does
+
+
+@settings(max_examples=25, deadline=None)
+@given(stride=st.floats(17.0, 700.0), w=st.integers(1, 5000), h=st.integers(1, 5000))
+def test_lattice_is_anchored_inside_and_regular(stride, w, h):
+    coords = lattice((w, h), stride)
+    assert (coords >= 0).all() and (coords[:, 0] < w).all() and (coords[:, 1] < h).all()
+    xs = np.unique(coords[:, 0])
+    assert xs[0] == 0
+    np.testing.assert_array_equal(xs, np.rint(np.arange(len(xs)) * stride).astype(np.int64))
+    assert len(np.unique(coords, axis=0)) == len(coords)
+
+
+@pytest.fixture(scope="module")
+def cmu_tissue():
+    with open_slide(CMU) as slide:
+        return detect_tissue(slide).geometry
+
+
+def test_kept_tiles_meet_min_tissue_on_a_real_slide(cmu_tissue):
+    with open_slide(CMU) as slide:
+        grid = tile_slide(slide, cmu_tissue, mpp=0.5, tile_size=224, min_tissue=0.5)
+        assert len(grid) > 10
+        assert (grid.tissue_fraction >= 0.5).all()
+        exact = exact_fractions(cmu_tissue, grid.coords, grid.level0_size)
+        assert np.abs(exact - grid.tissue_fraction).max() < 0.03
+        assert (grid.coords[:, 0] < slide.width).all() and (grid.coords[:, 1] < slide.height).all()
+
+
+def test_overlap_shrinks_the_stride_and_keeps_the_anchor(cmu_tissue):
+    with open_slide(CMU) as slide:
+        plain = tile_slide(slide, cmu_tissue, tile_size=224, overlap=0)
+        over = tile_slide(slide, cmu_tissue, tile_size=224, overlap=112)
+    assert plain.stride0 == 224 and over.stride0 == 112
+    assert len(over) > 3 * len(plain)
+    # every non-overlapping tile position is also a position of the overlapping grid
+    plain_set = {tuple(c) for c in plain.coords}
+    over_set = {tuple(c) for c in over.coords}
+    assert plain_set <= over_set
+
+
+def test_read_geometry_is_recorded_for_exact_rereads(cmu_tissue):
+    with open_slide(TCGA_JP2K, default_mpp=0.25) as slide:
+        tissue = detect_tissue(slide).geometry
+        grid = tile_slide(slide, tissue, mpp=0.5, tile_size=224)
+        assert grid.read_level == 1 and grid.read_size == (224, 224) and grid.level0_size == (448, 448)
+        attrs = grid.attrs()
+        assert attrs["read_level"] == 1 and attrs["level0_size"] == [448, 448]
+        x, y = grid.coords[len(grid) // 2]
+        direct = slide.read_region((int(x), int(y)), 1, (224, 224))
+        np.testing.assert_array_equal(slide.read_at_mpp(int(x), int(y), 0.5, 224), direct)
+
+
+def test_magnification_tiling_goes_through_objective_power(cmu_tissue):
+    with open_slide(CMU) as slide:
+        grid = tile_slide(slide, cmu_tissue, magnification=10, tile_size=112)
+    assert grid.target_mpp == pytest.approx(0.998)
+    assert grid.read_size == (224, 224) and grid.plan.needs_resize
+
+
+def test_finer_target_than_the_slide_is_refused_unless_allowed(cmu_tissue):
+    with open_slide(CMU) as slide:
+        with pytest.raises(ResolutionError, match=r"CMU-1-Small-Region\.svs.*upsample"):
+            tile_slide(slide, cmu_tissue, mpp=0.25)
+        grid = tile_slide(slide, cmu_tissue, mpp=0.25, allow_upsample=True)
+        assert grid.read_size == (112, 112)
+
+
+def test_bad_parameters_are_config_errors(cmu_tissue):
+    with open_slide(CMU) as slide:
+        with pytest.raises(ConfigError, match="overlap"):
+            tile_slide(slide, cmu_tissue, tile_size=224, overlap=224)
+        with pytest.raises(ConfigError, match="min_tissue"):
+            tile_slide(slide, cmu_tissue, min_tissue=1.5)
+
+
+def test_no_tissue_means_no_tiles():
+    with open_slide(CMU) as slide:
+        assert len(tile_slide(slide, MultiPolygon())) == 0
+        assert len(tile_slide(slide, box(0, 0, 10, 10))) == 0

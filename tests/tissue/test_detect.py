@@ -1,0 +1,138 @@
+"""Tissue detection on the real slides: found where the tissue is, not on glass or ink."""
+
+from __future__ import annotations
+
+import warnings
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import tifffile
+from shapely.geometry import Polygon
+
+from slidestream.errors import NoTissueWarning
+from slidestream.io import open_slide
+from slidestream.tissue import (
+    TissueParams,
+    detect_tissue,
+    mask_to_polygons,
+    rasterize,
+    read_geojson,
+    to_feature_collection,
+    write_geojson,
+)
+from tests.conftest import CMU, KIDNEY, PEN, TCGA_JP2K
+
+# Tissue share of the working image, checked by eye on the overlay PNGs (tissue outlined, pen
+# strokes and glass outside): (slide, mpp to assume when the file has none, low, high).
+EXPECTED_FRACTION = [
+    (CMU, None, 0.24, 0.36),
+    (TCGA_JP2K, 0.5, 0.56, 0.70),
+    (PEN, 2.0, 0.35, 0.48),
+    (KIDNEY, 2.0, 0.0015, 0.006),
+]
+
+
+@pytest.fixture(scope="module")
+def results():
+    out = {}
+    for path, mpp, _, _ in EXPECTED_FRACTION:
+        with open_slide(path, default_mpp=mpp) as slide:
+            out[path] = (detect_tissue(slide), slide.dimensions)
+    return out
+
+
+@pytest.mark.parametrize(("path", "mpp", "low", "high"), EXPECTED_FRACTION, ids=[e[0].name for e in EXPECTED_FRACTION])
+def test_tissue_fraction_matches_what_the_overlay_shows(results, path, mpp, low, high):
+    result, _ = results[path]
+    assert low <= result.mask.mean() <= high
+    assert not result.is_empty
+
+
+def test_working_image_is_low_resolution(results):
+    for result, _ in results.values():
+        assert max(result.mask.shape) <= 2100
+        assert np.mean(result.image_mpp) >= 1.99
+
+
+def test_pen_marks_are_not_tissue(results):
+    result, _ = results[PEN]
+    rgb = result.image.astype(int)
+    # independent ink rule: strongly green-cyan or strongly blue pixels
+    green_ink = (rgb[..., 1] > rgb[..., 0] + 50) & (rgb[..., 2] > rgb[..., 0] + 30)
+    blue_ink = (rgb[..., 2] > rgb[..., 0] + 60) & (rgb[..., 2] > rgb[..., 1] + 60)
+    ink = green_ink | blue_ink
+    assert ink.sum() > 10_000  # the slide really has ink
+    assert (ink & result.mask).sum() / ink.sum() < 0.02
+
+
+def test_pen_marks_would_count_without_rejection():
+    with open_slide(PEN, default_mpp=2.0) as slide:
+        kept = detect_tissue(slide, TissueParams(remove_pen=False))
+        removed = detect_tissue(slide, TissueParams())
+    assert kept.mask.mean() > removed.mask.mean() + 0.03
+
+
+def test_background_corners_are_not_tissue(results):
+    for result, _ in results.values():
+        h, w = result.mask.shape
+        corner = result.mask[: h // 20, -w // 20 :]
+        assert corner.mean() < 0.05
+
+
+def test_polygons_are_level0_and_inside_the_slide(results):
+    for result, (w, h) in results.values():
+        minx, miny, maxx, maxy = result.geometry.bounds
+        assert minx >= -1 and miny >= -1 and maxx <= w + 1 and maxy <= h + 1
+        assert result.geometry.is_valid
+        # polygon area agrees with the raster mask it came from
+        mask_area0 = result.mask.sum() * result.scale[0] * result.scale[1]
+        assert result.geometry.area == pytest.approx(mask_area0, rel=0.05)
+
+
+def test_holes_are_kept(results):
+    result, _ = results[TCGA_JP2K]
+    assert sum(len(p.interiors) for p in result.geometry.geoms) >= 1
+
+
+def test_geojson_round_trips_and_is_qupath_shaped(results, tmp_path):
+    result, _ = results[PEN]
+    path = write_geojson(result.gdf, tmp_path / "pen.geojson")
+    fc = to_feature_collection(result.gdf)
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == len(result.gdf)
+    for feature in fc["features"]:
+        assert feature["properties"]["classification"]["name"] == "Tissue"
+        assert feature["properties"]["objectType"] == "annotation"
+        assert feature["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    back = gpd.read_file(path).set_crs(None, allow_override=True)
+    assert len(back) == len(result.gdf)
+    assert back.geometry.area.sum() == pytest.approx(result.gdf.geometry.area.sum(), rel=1e-6)
+    assert read_geojson(path).geometry.area.sum() == pytest.approx(result.geometry.area, rel=1e-6)
+
+
+def test_blank_slide_gives_empty_result_and_a_warning(tmp_path):
+    rng = np.random.default_rng(1)
+    blank = np.clip(rng.normal(242, 3, (1200, 1600, 3)), 0, 255).astype(np.uint8)
+    path = tmp_path / "blank.tif"
+    tifffile.imwrite(path, blank, tile=(256, 256), photometric="rgb", resolution=(1e4 / 2.0, 1e4 / 2.0),
+                     resolutionunit="CENTIMETER")
+    with open_slide(path) as slide:
+        assert slide.mpp == pytest.approx((2.0, 2.0))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = detect_tissue(slide)
+    assert result.is_empty and len(result.gdf) == 0
+    assert any(issubclass(w.category, NoTissueWarning) and "blank.tif" in str(w.message) for w in caught)
+
+
+def test_mask_polygon_round_trip_keeps_holes_and_islands():
+    mask = np.zeros((200, 200), bool)
+    mask[20:180, 20:180] = True       # tissue
+    mask[60:140, 60:140] = False      # hole
+    mask[90:110, 90:110] = True       # island inside the hole
+    polygons = mask_to_polygons(mask, (4.0, 4.0), simplify_px=0)
+    assert len(polygons) == 2
+    assert sorted(len(p.interiors) for p in polygons) == [0, 1]
+    back = rasterize(Polygon().union(polygons[0]).union(polygons[1]), mask.shape, (4.0, 4.0))
+    iou = (back & mask).sum() / (back | mask).sum()
+    assert iou > 0.98
