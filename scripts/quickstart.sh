@@ -14,3 +14,7 @@ fi
 SAMPLE=$(.venv/bin/python -c "from slidestream.data import sample_slide; print(sample_slide())")
 OUT=${OUT:-out/quickstart}
 .venv/bin/slidestream info "$SAMPLE"
+# tissue -> tiles (0.5 um/px, 224 px) -> features with the built-in encoder (no weights needed)
+.venv/bin/slidestream extract "$SAMPLE" --out "$OUT" --encoder handcrafted
+.venv/bin/slidestream export h5 "$OUT" --encoder handcrafted --dest "$OUT/h5"
+echo "Done: slide store $OUT/$(basename "${SAMPLE%.*}").zarr, tissue outline $OUT/$(basename "${SAMPLE%.*}").tiles.png"

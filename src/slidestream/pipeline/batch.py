@@ -6,6 +6,7 @@ errors; here they become a row with a status and a one-line reason.
 
 from __future__ import annotations
 
+import contextvars
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +27,18 @@ from rich.progress import (
 from slidestream.errors import SlideStreamError
 
 Status = Literal["ok", "skipped", "failed"]
+
+# Set while a batch runs: stages report progress within a slide (tiles done / total) through it
+# without knowing anything about the display.
+_item_progress: contextvars.ContextVar[Callable[[int, int], None] | None] = contextvars.ContextVar(
+    "slidestream_item_progress", default=None)
+
+
+def report_items(done: int, total: int) -> None:
+    """Report progress inside the current slide (e.g. tiles embedded); a no-op outside a batch."""
+    callback = _item_progress.get()
+    if callback is not None:
+        callback(done, total)
 
 
 class Skip(Exception):  # noqa: N818 - a control-flow signal, not an error
@@ -99,8 +112,15 @@ def run_batch(
     )
     with progress:
         bar = progress.add_task(description, total=len(paths), current="")
+        items = progress.add_task("  tiles", total=None, visible=False, current="")
+
+        def on_items(done: int, total: int) -> None:
+            progress.update(items, completed=done, total=total, visible=True)
+
+        token = _item_progress.set(on_items)
         for path in paths:
             progress.update(bar, current=Path(path).name)
+            progress.update(items, completed=0, total=None, visible=False)
             start = time.perf_counter()
             try:
                 details = dict(task(path) or {})
@@ -116,7 +136,9 @@ def run_batch(
             outcome.seconds = time.perf_counter() - start
             outcomes.append(outcome)
             progress.advance(bar)
+        _item_progress.reset(token)
         progress.update(bar, current="")
+        progress.update(items, visible=False)
     return BatchResult(outcomes)
 
 

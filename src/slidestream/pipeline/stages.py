@@ -17,9 +17,10 @@ from shapely.geometry import shape
 from shapely.ops import unary_union
 
 from slidestream.errors import ConfigError, StoreError
+from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.io import Slide, open_slide
 from slidestream.io.fingerprint import slide_fingerprint
-from slidestream.pipeline.batch import Skip
+from slidestream.pipeline.batch import Skip, report_items
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore
 from slidestream.tiling import tile_slide
@@ -166,3 +167,33 @@ def tile_pixels(store: SlideStore, slide: Any, index: int) -> np.ndarray:
     x, y = (int(v) for v in tiles.coords[index])
     return slide.read_at_mpp(x, y, tiles.attrs["target_mpp"], tiles.attrs["tile_size_px"],
                              allow_upsample=bool(tiles.attrs.get("params", {}).get("allow_upsample", False)))
+
+
+# ---------------------------------------------------------------------------------- features
+def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOptions, *,
+                tiling: TilingParams | None = None, tissue: TissueParams | None = None,
+                overwrite: bool = False, write_images: bool = True) -> dict[str, Any]:
+    """Tissue and tiles first when the store lacks them (at ``tiling``, by default the encoder's
+    native mpp and tile size), then features into ``features/<encoder>``."""
+    existing = _existing_store(out, source)
+    needs_tiles = existing is None or not existing.has("tiles")
+    if tiling is None and needs_tiles:
+        tiling = TilingParams(mpp=encoder.spec.native_mpp, tile_size=encoder.spec.tile_size)
+    if tiling is not None and (needs_tiles or overwrite or _tiles_differ(existing, tiling)):
+        with contextlib.suppress(Skip):
+            run_tiles(source, out, tiling, tissue or TissueParams(), overwrite=overwrite, write_images=write_images)
+    store = SlideStore.open(out / f"{source.slide_id}.zarr")
+    with source.open() as slide:
+        spec = slide.spec
+    try:
+        return extract_store(spec, store, encoder, options, overwrite=overwrite, progress=report_items)
+    except FeaturesDone as done:
+        raise Skip("features already extracted", features=done.rows) from None
+
+
+def _tiles_differ(store: SlideStore | None, tiling: TilingParams) -> bool:
+    if store is None or not store.has("tiles"):
+        return True
+    params = dict(store.node_attrs("tiles").get("params", {}))
+    params.pop("slide_mpp", None)
+    return params != tiling.model_dump()

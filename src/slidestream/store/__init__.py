@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from slidestream.store.h5export import export_h5
 from slidestream.store.slide_store import (
     FORMAT_VERSION,
     FeatureWriter,
@@ -36,6 +37,7 @@ __all__ = [
     "FeatureWriter",
     "SlideStore",
     "Tiles",
+    "export_h5",
     "iter_stores",
     "load_features",
     "store_path",

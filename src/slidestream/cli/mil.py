@@ -1,0 +1,156 @@
+"""``slidestream train`` and ``slidestream predict``: MIL cross-validation and inference.
+
+Thin wrappers over :mod:`slidestream.mil`: parse options, build a :class:`TrainConfig`, run,
+print a table. Input problems (unknown slides, bad columns, a store without the encoder)
+surface as typed errors and are printed as one line with exit code 1, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from slidestream.cli._app import app
+from slidestream.errors import SlideStreamError
+
+console = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _model_options(pairs: list[str]) -> dict:
+    """``key=value`` pairs; values are parsed as JSON when possible (``dim=64``, ``gated=true``)."""
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise _fail(f"--model-option expects key=value, got {pair!r}", 2)
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
+
+
+def _log_to_console(verbose: bool) -> None:
+    logger = logging.getLogger("slidestream.mil")
+    if not logger.handlers:
+        logger.addHandler(RichHandler(console=console, show_path=False, show_time=False))
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@app.command("train")
+def train(
+    labels: Path = typer.Option(
+        ..., help="CSV/TSV/Parquet: slide_id, patient_id, label | time, event."
+    ),
+    stores: Path = typer.Option(..., help="Folder with the <slide_id>.zarr slide stores."),
+    encoder: str = typer.Option(..., help="Patch encoder whose features to use."),
+    out: Path = typer.Option(..., help="Run folder to write."),
+    model: str = typer.Option("abmil", help="MIL model (abmil, abmil_gated, clam_sb, ...)."),
+    task: str = typer.Option("classification", help="classification | survival"),
+    survival_loss: str = typer.Option("cox", help="cox | nll (discrete time bins)"),
+    folds: int = typer.Option(5, help="Cross-validation folds (split by patient)."),
+    epochs: int = typer.Option(50, help="Maximum epochs per fold."),
+    patience: int = typer.Option(10, help="Early-stopping patience (epochs)."),
+    lr: float = typer.Option(2e-4, help="Learning rate."),
+    batch_size: int | None = typer.Option(None, help="Bags per step (default 1; 32 for Cox)."),
+    max_tiles: int | None = typer.Option(None, help="Tiles sampled per bag in training."),
+    balance: str = typer.Option("weights", help="weights | sampler | none"),
+    seed: int = typer.Option(0, help="Seed for splits, initialisation and sampling."),
+    model_option: list[str] = typer.Option([], help="Model hyper-parameter key=value (repeat)."),
+    cache: bool = typer.Option(True, help="Keep loaded bags in RAM."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every epoch."),
+) -> None:
+    """Cross-validate a MIL model on slide stores and write a run folder."""
+    from slidestream.mil import StoreBagSource, TrainConfig, cross_validate, read_labels
+
+    _log_to_console(verbose)
+    try:
+        config = TrainConfig(
+            task=task,
+            model=model,
+            model_kwargs=_model_options(model_option),
+            encoder=encoder,
+            survival_loss=survival_loss,
+            folds=folds,
+            epochs=epochs,
+            patience=patience,
+            lr=lr,
+            batch_size=batch_size,
+            max_tiles=max_tiles,
+            balance=balance,
+            seed=seed,
+            cache=cache,
+            labels_path=str(labels),
+            stores=str(stores),
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()
+        )
+        raise _fail(problems, 2) from None
+    try:
+        table = read_labels(labels, config.task)
+        source = StoreBagSource.from_folder(stores, encoder, cache=cache)
+        result = cross_validate(table, source, config, out)
+    except SlideStreamError as exc:
+        raise _fail(str(exc)) from None
+    _print_summary(result.metrics, out)
+
+
+def _print_summary(metrics: dict, out: Path) -> None:
+    summary = Table(title=f"{metrics['model']} · {metrics['task']} · {len(metrics['folds'])} folds")
+    summary.add_column("metric")
+    summary.add_column("mean ± std over folds", justify="right")
+    summary.add_column("pooled out-of-fold", justify="right")
+    pooled_per_class = metrics["pooled"].get("auroc_per_class", {})
+    for key, stats in metrics["summary"].items():
+        pooled = metrics["pooled"].get(key, pooled_per_class.get(key[6:-1]))
+        summary.add_row(
+            key,
+            f"{stats['mean']:.3f} ± {stats['std']:.3f}",
+            "" if pooled is None else f"{pooled:.3f}",
+        )
+    Console().print(summary)
+    Console().print(f"run folder: {out}")
+
+
+@app.command("predict")
+def predict(
+    run: Path = typer.Option(..., help="Run folder written by `slidestream train`."),
+    stores: Path = typer.Option(..., help="Folder with the <slide_id>.zarr slide stores."),
+    encoder: str = typer.Option(..., help="Patch encoder whose features to use."),
+    out: Path = typer.Option(..., help="CSV of slide-level predictions to write."),
+    fold: list[int] = typer.Option([], help="Use only these folds' models (default: all)."),
+    scores_dir: Path | None = typer.Option(
+        None, help="Also write <slide_id>.npz with per-tile scores and coords here."
+    ),
+) -> None:
+    """Apply a trained run (fold ensemble, or chosen folds) to slide stores."""
+    from slidestream.mil import StoreBagSource
+    from slidestream.mil import predict as run_predict
+
+    try:
+        source = StoreBagSource.from_folder(stores, encoder)
+        result = run_predict(run, source, folds=fold or None)
+    except SlideStreamError as exc:
+        raise _fail(str(exc)) from None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result.table.to_csv(out, index=False)
+    if scores_dir is not None:
+        scores_dir.mkdir(parents=True, exist_ok=True)
+        for slide_id, scores in result.scores.items():
+            np.savez(scores_dir / f"{slide_id}.npz", scores=scores, coords=result.coords[slide_id])
+    Console().print(f"{len(result.table)} slide(s) predicted → {out}")

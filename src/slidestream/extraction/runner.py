@@ -1,0 +1,113 @@
+"""Extract one slide's features into its store: stream tiles, embed, write, resumable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from slidestream.errors import StoreError
+from slidestream.extraction.loader import iter_batches
+from slidestream.extraction.reader import open_tile_reader
+from slidestream.io import SlideSpec
+from slidestream.store import SlideStore
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    batch_size: int = 64
+    workers: int = 4            # threads reading/decoding tiles
+    prefetch: int = 2           # batches read ahead of the model
+    fast_read: bool = True      # JPEG-tile reader where the file allows it
+    dtype: str = "float32"      # stored feature dtype (float16 halves the size)
+    chunk_rows: int = 1024      # rows per zarr chunk, and per resumable write
+    selection: str | None = None
+
+
+class FeaturesDone(Exception):  # noqa: N818 - a signal, not an error
+    """The store already holds these features with the same provenance."""
+
+    def __init__(self, rows: int) -> None:
+        super().__init__("features already extracted")
+        self.rows = rows
+
+
+def feature_provenance(encoder: Any, tiles_attrs: dict[str, Any], options: ExtractOptions, reader_name: str) -> dict[str, Any]:
+    """What makes two feature arrays interchangeable; differing provenance is never mixed."""
+    prov = encoder.provenance()
+    return {
+        "encoder": prov["name"],
+        "weights_sha256": prov["weights_sha256"],
+        "random_init": prov["weights_sha256"] == "random-init",
+        "dim": prov["dim"],
+        "precision": prov["precision"],
+        "encoder_provenance": prov,
+        "mpp": tiles_attrs["target_mpp"],
+        "tile_size": tiles_attrs["tile_size_px"],
+        "read_level": tiles_attrs["read_level"],
+        "n_tiles": tiles_attrs["n_tiles"],
+        "selection": options.selection,
+        "reader": reader_name,
+        "dtype": options.dtype,
+    }
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    keys = ("encoder", "weights_sha256", "dim", "precision", "mpp", "tile_size", "read_level", "n_tiles",
+            "selection", "reader", "dtype")
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def extract_store(spec: SlideSpec, store: SlideStore, encoder: Any, options: ExtractOptions, *,
+                  overwrite: bool = False, progress: Progress | None = None) -> dict[str, Any]:
+    """Embed the store's tiles (or a selection) with ``encoder`` into ``features/<encoder>``.
+
+    Resumes a partial run from its last written chunk; raises :class:`FeaturesDone` when the
+    same features are already complete, and refuses to replace different ones unless ``overwrite``.
+    """
+    tiles = store.read_tiles()
+    rows = store.read_selection(options.selection) if options.selection else np.arange(len(tiles))
+    coords = tiles.coords[rows]
+    name = encoder.spec.name
+    rel = f"features/{name}"
+    reader = open_tile_reader(spec, tiles.attrs, fast=options.fast_read, workers=options.workers)
+    try:
+        provenance = feature_provenance(encoder, tiles.attrs, options, reader.name)
+        if store.has(rel):
+            if _same(store.node_attrs(rel), provenance) and not overwrite:
+                raise FeaturesDone(len(coords))
+            if not overwrite:
+                raise StoreError(store.path, f"holds features/{name} made differently (other weights, tiles, selection, "
+                                 "precision or reader); use --overwrite to replace them")
+        writer = store.feature_writer(name, len(coords), encoder.embed_dim, provenance, dtype=options.dtype,
+                                      chunk_rows=options.chunk_rows)
+        done = writer.rows_done
+        if progress:
+            progress(done, len(coords))
+        pending: list[np.ndarray] = []
+        pending_rows = 0
+        for _, batch in iter_batches(reader, coords[done:], options.batch_size, prefetch=options.prefetch, first_row=done):
+            features = encoder(batch)
+            if not np.isfinite(features).all():
+                raise StoreError(store.path, f"{name} produced non-finite features (check weights and precision)")
+            pending.append(features.astype(options.dtype, copy=False))
+            pending_rows += len(features)
+            if pending_rows >= options.chunk_rows:
+                block = np.concatenate(pending)
+                writer.write(done, block)
+                done += len(block)
+                pending, pending_rows = [], 0
+            if progress:
+                progress(done + pending_rows, len(coords))
+        if pending:
+            block = np.concatenate(pending)
+            writer.write(done, block)
+            done += len(block)
+        writer.commit()
+    finally:
+        reader.close()
+    return {"features": len(coords), "dim": encoder.embed_dim, "reader": provenance["reader"]}
