@@ -21,6 +21,7 @@ from slidestream.cli.tiles import (
 from slidestream.errors import SlideStreamError
 from slidestream.extraction import ExtractOptions
 from slidestream.pipeline.batch import run_batch
+from slidestream.pipeline.manifest import update_manifest
 from slidestream.pipeline.stages import run_extract
 from slidestream.store import export_h5, iter_stores
 from slidestream.tiling.params import TilingParams
@@ -71,6 +72,7 @@ def extract_command(
     result = run_batch([s.path for s in sources],
                        lambda p: run_extract(by_path[p], out, model, options, tiling=tiling, overwrite=overwrite),
                        description="extract")
+    update_manifest(out, result, f"features/{model.spec.name}")
     print_summary(result, f"features/{model.spec.name}", columns=["features", "dim", "reader"])
     raise typer.Exit(result.exit_code)
 

@@ -12,6 +12,7 @@ from slidestream.cli._app import app
 from slidestream.cli._common import collect_entries, err_console, print_summary
 from slidestream.errors import ConfigError
 from slidestream.pipeline.batch import run_batch
+from slidestream.pipeline.manifest import update_manifest
 from slidestream.pipeline.stages import SlideSource, check_unique_ids, run_tiles, run_tissue
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue import TissueParams
@@ -60,6 +61,7 @@ def tissue_command(
     by_path = {s.path: s for s in sources}
     result = run_batch([s.path for s in sources], lambda p: run_tissue(by_path[p], out, params, overwrite=overwrite),
                        description="tissue")
+    update_manifest(out, result, "tissue")
     print_summary(result, "tissue", columns=["tissue_pieces", "tissue_area_mm2", "pen_fraction"])
     raise typer.Exit(result.exit_code)
 
@@ -94,5 +96,6 @@ def tile_command(
     result = run_batch([s.path for s in sources],
                        lambda p: run_tiles(by_path[p], out, tiling, tissue, selection=selection, overwrite=overwrite),
                        description="tiles")
+    update_manifest(out, result, "tiles")
     print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])
     raise typer.Exit(result.exit_code)
