@@ -109,3 +109,11 @@ def test_create_twice_opens_the_same_store(tmp_path):
     a = SlideStore.create(tmp_path, "s", {"path": "a"})
     b = SlideStore.create(tmp_path, "s", {"path": "b"})
     assert a.path == b.path and b.slide_info["path"] == "a"
+
+
+def test_tile_scores_align_with_their_rows(store):
+    store.write_tile_scores("qc", np.arange(10, dtype=np.float32), {"method": "test"})
+    values, attrs = store.read_tile_scores("qc")
+    assert values.tolist() == list(range(10)) and attrs["rows"] == "tiles"
+    with pytest.raises(StoreError, match="has 3 rows but tiles has 10"):
+        store.write_tile_scores("bad", np.zeros(3), {})

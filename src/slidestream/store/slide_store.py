@@ -30,9 +30,9 @@ PARTIAL_PREFIX = "_partial-"
 TRASH_PREFIX = "_trash-"
 
 # Which nodes depend on which: replacing tiles invalidates everything indexed by tile row.
-DEPENDENTS = {"tissue": ("tiles", "selections", "features", "slide_embeddings"),
-              "tiles": ("selections", "features", "slide_embeddings"),
-              "features": ("slide_embeddings",)}
+DEPENDENTS = {"tissue": ("tiles", "selections", "features", "slide_embeddings", "tile_scores"),
+              "tiles": ("selections", "features", "slide_embeddings", "tile_scores"),
+              "features": ("slide_embeddings", "tile_scores")}
 
 
 def store_path(out_dir: str | Path, slide_id: str) -> Path:
@@ -293,6 +293,29 @@ class SlideStore:
     def read_slide_embedding(self, method: str) -> tuple[np.ndarray, dict[str, Any]]:
         attrs = self.node_attrs(f"slide_embeddings/{method}")
         return np.asarray(zarr.open_array(self.path / "slide_embeddings" / method, mode="r", zarr_format=3)[...]), attrs
+
+    def write_tile_scores(self, name: str, scores: np.ndarray, attrs: dict[str, Any]) -> None:
+        """Per-tile values (attention, prototype ids, QC scores) under ``tile_scores/<name>``.
+
+        Rows align with ``features/<attrs['encoder']>`` when given (whose rows may be a
+        selection), otherwise with ``tiles``; ``attrs['rows']`` records which.
+        """
+        scores = np.asarray(scores)
+        encoder = attrs.get("encoder")
+        if encoder:
+            expected = int(self.node_attrs(f"features/{encoder}")["n_rows"])
+            rows = f"features/{encoder}"
+        else:
+            expected = int(self.node_attrs("tiles")["n_tiles"])
+            rows = "tiles"
+        if len(scores) != expected:
+            raise StoreError(self.path, f"tile_scores/{name} has {len(scores)} rows but {rows} has {expected}")
+        self._ensure_group("tile_scores")
+        self.write_array(f"tile_scores/{name}", scores, {**attrs, "rows": rows})
+
+    def read_tile_scores(self, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+        attrs = self.node_attrs(f"tile_scores/{name}")
+        return np.asarray(zarr.open_array(self.path / "tile_scores" / name, mode="r", zarr_format=3)[...]), attrs
 
     def _ensure_group(self, rel: str) -> None:
         if not (self.path / rel / "zarr.json").exists():
