@@ -133,6 +133,13 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted)
             did_tiles = True
         tiles = store.read_tiles()
+        low_res: list[np.ndarray] = []
+
+        def low_res_image() -> np.ndarray:  # read once, only if a selection or a picture needs it
+            if not low_res:
+                low_res.append(slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])[0])
+            return low_res[0]
+
         summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],
                                    "note": "" if len(tiles) else "no tiles: no tissue above min_tissue"}
         selected = None
@@ -143,9 +150,8 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             if store.has(f"selections/{name}") and store.node_attrs(f"selections/{name}").get("params") == sel_params and not did_tiles:
                 selected = store.read_selection(name)
             else:
-                image, _ = slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])
                 selected = select_tiles(selection.method, tiles.coords, extent0=tuple(tiles.attrs["level0_size"]),
-                                        tissue_fraction=tiles.tissue_fraction, image=image,
+                                        tissue_fraction=tiles.tissue_fraction, image=low_res_image(),
                                         level0_size=slide.dimensions, fraction=selection.fraction,
                                         count=selection.count, seed=selection.seed)
                 store.write_selection(name, selected, {"method": selection.method, "params": sel_params})
@@ -154,8 +160,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
         if not did_tiles and not did_selection:
             raise Skip("tiles already made", **summary)
         if write_images:
-            image, _ = slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])
-            overlay = draw_overlay(image, slide.dimensions, tissue_geometry(store), tiles.coords,
+            overlay = draw_overlay(low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
                                    tuple(tiles.attrs["level0_size"]), selected=selected)
             save_png(overlay, out / f"{source.slide_id}.tiles.png")
     return summary

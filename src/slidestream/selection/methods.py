@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from slidestream.selection.colour import tile_colour_features
 
@@ -30,21 +29,22 @@ def select_random(n_tiles: int, *, fraction: float | None = None, count: int | N
 
 
 def select_grid(coords: np.ndarray, *, fraction: float | None = None, count: int | None = None) -> np.ndarray:
-    """Every s-th grid row and column (s chosen to hit the target), a uniform spatial subsample."""
+    """Every s-th grid column and row (s from the target), then thinned evenly to the exact count."""
     coords = np.asarray(coords)
     n = len(coords)
     k = _target_count(n, fraction, count)
     if k == 0:
         return np.zeros(0, np.int64)
-    xs, ys = np.unique(coords[:, 0], return_inverse=True), np.unique(coords[:, 1], return_inverse=True)
-    ix, iy = xs[1], ys[1]
-    best = np.arange(n)
-    for step in range(1, math.isqrt(n) + 2):
-        for off in range(step):
-            chosen = np.flatnonzero(((ix - off) % step == 0) & ((iy - off) % step == 0))
-            if len(chosen) >= k:
-                best = chosen
-    return np.sort(best[np.linspace(0, len(best) - 1, k).round().astype(int)]).astype(np.int64) if len(best) > k else np.sort(best).astype(np.int64)
+    _, ix = np.unique(coords[:, 0], return_inverse=True)
+    _, iy = np.unique(coords[:, 1], return_inverse=True)
+    step = max(1, math.isqrt(n // k))
+    while True:  # the coarsest lattice step that still leaves at least k tiles
+        lattice = np.flatnonzero((ix % step == 0) & (iy % step == 0))
+        if len(lattice) >= k or step == 1:
+            break
+        step -= 1
+    picks = lattice[np.linspace(0, len(lattice) - 1, k).round().astype(np.int64)] if len(lattice) > k else lattice
+    return np.sort(picks).astype(np.int64)
 
 
 def select_mosaic(
@@ -65,28 +65,29 @@ def select_mosaic(
         return np.zeros(0, np.int64)
     if k_total >= n:
         return np.arange(n, dtype=np.int64)
+    from sklearn.cluster import KMeans  # sklearn is slow to import; only mosaic needs it
+
     feats = tile_colour_features(image, level0_size, coords, extent0)
     feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
     n_clusters = max(1, min(n_colour_clusters, k_total, n))
     labels = KMeans(n_clusters=n_clusters, n_init=4, random_state=seed).fit_predict(feats) if n_clusters > 1 else np.zeros(n, int)
     sizes = np.bincount(labels, minlength=n_clusters)
     quota = _apportion(sizes, k_total)
-    chosen: list[int] = []
+    chosen: set[int] = set()
     for cluster in range(n_clusters):
         members = np.flatnonzero(labels == cluster)
         q = int(quota[cluster])
         if q == 0:
             continue
         if q >= len(members):
-            chosen.extend(members.tolist())
+            chosen.update(members.tolist())
             continue
         xy = coords[members].astype(np.float64)
         km = KMeans(n_clusters=q, n_init=1, random_state=seed).fit(xy)
         for centre in km.cluster_centers_:
             order = np.argsort(((xy - centre) ** 2).sum(1))
-            pick = next(int(members[i]) for i in order if int(members[i]) not in chosen)
-            chosen.append(pick)
-    return np.sort(np.asarray(chosen, dtype=np.int64))
+            chosen.add(next(int(members[i]) for i in order if int(members[i]) not in chosen))
+    return np.sort(np.fromiter(chosen, dtype=np.int64, count=len(chosen)))
 
 
 def _apportion(sizes: np.ndarray, total: int) -> np.ndarray:
