@@ -14,6 +14,7 @@ position embedding that does not fit a 224-px checkpoint.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import timm
@@ -118,6 +119,42 @@ _RESIZE_224_CROP_BICUBIC = ResizeRecipe(
     224, 224, "bicubic", source="timm resolve_data_config: bicubic Resize(224) → CenterCrop(224)"
 )
 
+H_OPTIMUS_0 = EncoderSpec(
+    name="h-optimus-0",
+    family="vit_timm",
+    description="H-optimus-0 (Bioptimus), ViT-g/14, 4 registers, SwiGLU; CLS embedding",
+    embed_dim=1536,
+    input_size=224,
+    tile_size=224,
+    native_mpp=0.5,
+    mean=HOPTIMUS_MEAN,
+    std=HOPTIMUS_STD,
+    resize=ResizeRecipe(
+        224, None, "bilinear", mode="square", source="Resize(224) (TRIDENT, STAMP)"
+    ),
+    pooling="cls",
+    num_prefix_tokens=5,
+    expected_params=1_134_774_272,
+    published_params=1_130_000_000,
+    published_source="1.13B (lazyslide-models vision/h_optimus.py)",
+    builder=_timm("vit_giant_patch14_reg4_dinov2", **HOPTIMUS_KWARGS),
+    hf_repo="bioptimus/H-optimus-0",
+    weight_files=("pytorch_model.bin", "model.safetensors"),
+    gated=False,
+    license="Apache-2.0",
+    default_precision="fp16",
+)
+
+# H-optimus-1 is the same network with other weights and licence (bioptimus/releases).
+H_OPTIMUS_1 = replace(
+    H_OPTIMUS_0,
+    name="h-optimus-1",
+    description="H-optimus-1 (Bioptimus), same architecture as H-optimus-0; CLS embedding",
+    hf_repo="bioptimus/H-optimus-1",
+    gated=True,
+    license="CC-BY-NC-ND-4.0",
+)
+
 SPECS: tuple[EncoderSpec, ...] = (
     EncoderSpec(
         name="uni",
@@ -212,56 +249,8 @@ SPECS: tuple[EncoderSpec, ...] = (
         default_precision="fp16",
         notes="Trained at mixed scales (0.25, 0.5, 1, 2 µm/px); 0.5 is the default here.",
     ),
-    EncoderSpec(
-        name="h-optimus-0",
-        family="vit_timm",
-        description="H-optimus-0 (Bioptimus), ViT-g/14, 4 registers, SwiGLU; CLS embedding",
-        embed_dim=1536,
-        input_size=224,
-        tile_size=224,
-        native_mpp=0.5,
-        mean=HOPTIMUS_MEAN,
-        std=HOPTIMUS_STD,
-        resize=ResizeRecipe(
-            224, None, "bilinear", mode="square", source="Resize(224) (TRIDENT, STAMP)"
-        ),
-        pooling="cls",
-        num_prefix_tokens=5,
-        expected_params=1_134_774_272,
-        published_params=1_130_000_000,
-        published_source="1.13B (lazyslide-models vision/h_optimus.py)",
-        builder=_timm("vit_giant_patch14_reg4_dinov2", **HOPTIMUS_KWARGS),
-        hf_repo="bioptimus/H-optimus-0",
-        weight_files=("pytorch_model.bin", "model.safetensors"),
-        gated=False,
-        license="Apache-2.0",
-        default_precision="fp16",
-    ),
-    EncoderSpec(
-        name="h-optimus-1",
-        family="vit_timm",
-        description="H-optimus-1 (Bioptimus), same architecture as H-optimus-0; CLS embedding",
-        embed_dim=1536,
-        input_size=224,
-        tile_size=224,
-        native_mpp=0.5,
-        mean=HOPTIMUS_MEAN,
-        std=HOPTIMUS_STD,
-        resize=ResizeRecipe(
-            224, None, "bilinear", mode="square", source="Resize(224) (TRIDENT, STAMP)"
-        ),
-        pooling="cls",
-        num_prefix_tokens=5,
-        expected_params=1_134_774_272,
-        published_params=1_130_000_000,
-        published_source="1.13B (lazyslide-models vision/h_optimus.py)",
-        builder=_timm("vit_giant_patch14_reg4_dinov2", **HOPTIMUS_KWARGS),
-        hf_repo="bioptimus/H-optimus-1",
-        weight_files=("pytorch_model.bin", "model.safetensors"),
-        gated=True,
-        license="CC-BY-NC-ND-4.0",
-        default_precision="fp16",
-    ),
+    H_OPTIMUS_0,
+    H_OPTIMUS_1,
     EncoderSpec(
         name="gigapath",
         family="vit_timm",

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import tiffslide
 
+from slidestream.io.backend import OpenSlideLikeBackend
 
-class TiffSlideBackend:
+
+class TiffSlideBackend(OpenSlideLikeBackend):
     name = "tiffslide"
 
     def __init__(self, path: Path) -> None:
@@ -21,22 +22,6 @@ class TiffSlideBackend:
         # Touch the level structure now so a broken file fails at open, not at first read.
         _ = self._slide.level_dimensions
 
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        return tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]:
-        return tuple(float(d) for d in self._slide.level_downsamples)
-
-    @property
-    def properties(self) -> Mapping[str, object]:
-        return dict(self._slide.properties)
-
-    @property
-    def associated_images(self) -> tuple[str, ...]:
-        return tuple(self._slide.associated_images.keys())
-
     def read_rgba_or_rgb(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
         region = self._slide.read_region(location, level, size, as_array=True, padding=False)
         if region.ndim == 2:  # greyscale TIFF
@@ -44,9 +29,6 @@ class TiffSlideBackend:
         if region.dtype != np.uint8:
             raise TypeError(f"{self.path}: {region.dtype} pixels are not supported (8-bit RGB only)")
         return region
-
-    def close(self) -> None:
-        self._slide.close()
 
 
 def library_version() -> str:

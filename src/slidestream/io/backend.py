@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,6 +35,33 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class OpenSlideLikeBackend:
+    """Shared plumbing for backends whose handle has openslide's API (openslide, tiffslide)."""
+
+    name: str
+    path: Path
+    _slide: Any
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return tuple(float(d) for d in self._slide.level_downsamples)
+
+    @property
+    def properties(self) -> Mapping[str, object]:
+        return dict(self._slide.properties)
+
+    @property
+    def associated_images(self) -> tuple[str, ...]:
+        return tuple(self._slide.associated_images.keys())
+
+    def close(self) -> None:
+        self._slide.close()
 
 
 def composite_on_white(region: np.ndarray) -> np.ndarray:
