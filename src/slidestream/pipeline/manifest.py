@@ -51,7 +51,14 @@ def update_manifest(out: str | Path, result: BatchResult, stage: str, run_id: st
     new = pd.DataFrame(rows, columns=COLUMNS)
     old = read_manifest(out)
     if len(old):
-        keep = ~old.set_index(["slide", "stage"]).index.isin(new.set_index(["slide", "stage"]).index)
+        old_key = old.set_index(["slide", "stage"]).index
+        new_key = new.set_index(["slide", "stage"]).index
+        # "skipped" means "already done": the row of the run that did the work stays, with its
+        # timings and counts, instead of being replaced by a near-zero skip.
+        done_before = set(old_key[old["status"].eq("ok").to_numpy()])
+        redundant = new["status"].eq("skipped").to_numpy() & new_key.isin(done_before)
+        new, new_key = new[~redundant], new_key[~redundant]
+        keep = ~old_key.isin(new_key)
         new = pd.concat([old[keep], new], ignore_index=True)
     path = out / MANIFEST_NAME
     tmp = out / f".{MANIFEST_NAME}.{os.getpid()}.tmp"

@@ -10,8 +10,10 @@ from PIL import Image, ImageDraw
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-TISSUE_COLOUR = (0, 160, 60)
-HOLE_COLOUR = (230, 120, 0)
+# Amber and black: nothing on an H&E or IHC slide is amber, and green/blue would be confused
+# with the pen ink a reviewer is checking was excluded.
+TISSUE_COLOUR = (255, 176, 0)
+HOLE_COLOUR = (20, 20, 20)
 TILE_COLOUR = (40, 90, 220)
 SELECTED_COLOUR = (220, 20, 60)
 
