@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import slidestream.slide_encoders.cohort as cohort
 import slidestream.store
 from slidestream.cli import slide_encode  # noqa: F401  (registers the command)
 from slidestream.cli._app import app
@@ -35,10 +36,14 @@ def fake_store(tmp_path, monkeypatch):
     def write_slide_embedding(store_path, method, embedding, attrs):
         written[(Path(store_path).name, method)] = (np.asarray(embedding), dict(attrs))
 
+    def write_tile_scores(store_path, name, values, attrs):
+        written[(Path(store_path).name, f"tile_scores/{name}")] = (np.asarray(values), dict(attrs))
+
     monkeypatch.setattr(slidestream.store, "load_features", load_features, raising=False)
     monkeypatch.setattr(
         slidestream.store, "write_slide_embedding", write_slide_embedding, raising=False
     )
+    monkeypatch.setattr(cohort, "write_tile_scores", write_tile_scores)
 
     rng = np.random.default_rng(0)
     out = tmp_path / "OUT"
@@ -99,6 +104,10 @@ def test_panther_fit_then_embed(fake_store, tmp_path):
         and attrs["em_iter"] == 1
         and attrs["n_tiles"] == 70
     )
+    ids, score_attrs = written[("slide2.zarr", "tile_scores/panther_prototype")]
+    assert ids.shape == (70,) and ids.dtype == np.int64 and ids.min() >= 0 and ids.max() < 3
+    assert score_attrs["encoder"] == "uni" and score_attrs["kind"] == "categorical"
+    assert np.bincount(ids, minlength=3).tolist() == attrs["prototype_counts"]
     again = run(
         "--method",
         "panther",

@@ -3,7 +3,16 @@
 Each command module registers itself on the shared Typer app when imported.
 """
 
-from slidestream.cli import encoders, extract, info, mil, slide_encode, tiles  # noqa: F401  (registers commands)
+from slidestream.cli import (  # noqa: F401  (importing registers the commands)
+    encoders,
+    extract,
+    heatmap,
+    info,
+    mil,
+    report,
+    slide_encode,
+    tiles,
+)
 from slidestream.cli._app import app
 
 

@@ -1,7 +1,9 @@
 """``slidestream train`` and ``slidestream predict``: MIL cross-validation and inference.
 
 Thin wrappers over :mod:`slidestream.mil`: parse options, build a :class:`TrainConfig`, run,
-print a table. Input problems (unknown slides, bad columns, a store without the encoder)
+print a table. ``predict --heatmaps DIR`` also stores each slide's tile scores in its store
+(``tile_scores/attention``) and draws them with :mod:`slidestream.viz.heatmap` (PNG + QuPath
+GeoJSON); ``slidestream heatmap`` redraws them later with other styles. Input problems (unknown slides, bad columns, a store without the encoder)
 surface as typed errors and are printed as one line with exit code 1, never as a traceback.
 """
 
@@ -64,6 +66,9 @@ def train(
     folds: int = typer.Option(5, help="Cross-validation folds (split by patient)."),
     epochs: int = typer.Option(50, help="Maximum epochs per fold."),
     patience: int = typer.Option(10, help="Early-stopping patience (epochs)."),
+    val_fraction: float = typer.Option(
+        0.2, help="Share of each training part's patients used for early stopping (0: none)."
+    ),
     lr: float = typer.Option(2e-4, help="Learning rate."),
     batch_size: int | None = typer.Option(None, help="Bags per step (default 1; 32 for Cox)."),
     max_tiles: int | None = typer.Option(None, help="Tiles sampled per bag in training."),
@@ -87,6 +92,7 @@ def train(
             folds=folds,
             epochs=epochs,
             patience=patience,
+            val_fraction=val_fraction,
             lr=lr,
             batch_size=batch_size,
             max_tiles=max_tiles,
@@ -137,6 +143,15 @@ def predict(
     scores_dir: Path | None = typer.Option(
         None, help="Also write <slide_id>.npz with per-tile scores and coords here."
     ),
+    store_scores: bool = typer.Option(
+        False, "--store-scores", help="Write per-tile scores into each store (tile_scores/NAME)."
+    ),
+    heatmaps: Path | None = typer.Option(
+        None, help="Write <slide_id>.NAME.png and .geojson here (implies --store-scores)."
+    ),
+    score_name: str = typer.Option("attention", help="NAME of the stored tile scores."),
+    slides: Path | None = typer.Option(None, help="Folder holding the slide files, if they moved."),
+    heatmap_size: int = typer.Option(1024, min=64, help="Longest side of a heatmap, pixels."),
 ) -> None:
     """Apply a trained run (fold ensemble, or chosen folds) to slide stores."""
     from slidestream.mil import StoreBagSource
@@ -154,3 +169,33 @@ def predict(
         for slide_id, scores in result.scores.items():
             np.savez(scores_dir / f"{slide_id}.npz", scores=scores, coords=result.coords[slide_id])
     Console().print(f"{len(result.table)} slide(s) predicted → {out}")
+    problems = 0
+    if store_scores or heatmaps is not None:
+        problems += _store_and_draw(result, source, run, score_name, heatmaps, slides, heatmap_size)
+    if problems:
+        raise typer.Exit(1)
+
+
+def _store_and_draw(
+    result, source, run: Path, name: str, heatmaps: Path | None, slides: Path | None, size: int
+) -> int:
+    """tile_scores/<name> into every store, then the pictures; returns the number of failures."""
+    from slidestream.cli.heatmap import draw_maps
+    from slidestream.mil.explain import write_tile_scores
+
+    failures = write_tile_scores(result, source, name=name, run=run)
+    for slide_id, reason in failures.items():
+        console.print(f"[yellow]tile scores not stored[/] {slide_id}: {reason}", soft_wrap=True)
+    stored = [s for s in result.scores if s not in failures]
+    Console().print(f"tile_scores/{name} stored in {len(stored)}/{len(result.scores)} store(s)")
+    if heatmaps is None:
+        return len(failures)
+    drawn = draw_maps(
+        [source.path(s) for s in stored], name, heatmaps, slides_dir=slides, max_size=size
+    )
+    for outcome in drawn.failed:
+        console.print(
+            f"[yellow]no heatmap[/] {outcome.path.name}: {outcome.reason}", soft_wrap=True
+        )
+    Console().print(f"{drawn.count('ok')} heatmap(s) → {heatmaps}")
+    return len(failures) + len(drawn.failed)

@@ -1,4 +1,10 @@
-"""``slidestream slide-encode``: slide embeddings (PANTHER, COBRA, mean) for a directory of stores."""
+"""``slidestream slide-encode`` and ``slidestream probe``: slide embeddings and their linear probes.
+
+``slide-encode`` embeds a directory of stores (PANTHER, COBRA, mean) into ``slide_embeddings/<method>``
+and a cohort Parquet table; PANTHER also stores each tile's prototype (``tile_scores/
+panther_prototype``) and, with ``--maps``, draws prototype maps. ``probe`` cross-validates a
+linear (or Cox) model on the cohort table with the MIL labels table and patient folds.
+"""
 
 from __future__ import annotations
 
@@ -52,6 +58,12 @@ def slide_encode(
     preset: Preset | None = typer.Option(None, help="COBRA architecture for released weights."),
     top_k: int | None = typer.Option(None, help="COBRA: pool only the top-k attended tiles."),
     mean_mode: str = typer.Option("mean", help="Mean pooling: mean or meanmax."),
+    maps: Path | None = typer.Option(
+        None,
+        "--maps",
+        help="PANTHER: write prototype maps (<slide_id>.panther_prototype.png/.geojson) here.",
+    ),
+    slides: Path | None = typer.Option(None, help="Folder holding the slide files, if they moved."),
 ) -> None:
     """Embed every slide store, write slide_embeddings/<method> and a one-row-per-slide table."""
     from slidestream.slide_encoders import cohort
@@ -93,8 +105,24 @@ def slide_encode(
     )
     for _, row in failed.iterrows():
         console.print(f"  [yellow]failed[/yellow] {row['slide_id']}: {row['error']}")
-    if len(failed):
+    problems = len(failed)
+    if maps is not None and method is Method.panther:
+        problems += _prototype_maps(result, maps, slides, console)
+    if problems:
         raise typer.Exit(1)
+
+
+def _prototype_maps(result: Any, maps: Path, slides: Path | None, console: Console) -> int:
+    """Prototype maps of the embedded slides; returns how many could not be drawn."""
+    from slidestream.cli.heatmap import draw_maps
+    from slidestream.slide_encoders.cohort import PROTOTYPE_SCORES
+
+    ok = [Path(p) for p in result.loc[result["status"] == "ok", "store"]]
+    drawn = draw_maps(ok, PROTOTYPE_SCORES, maps, slides_dir=slides)
+    for outcome in drawn.failed:
+        console.print(f"  [yellow]no prototype map[/yellow] {outcome.path.name}: {outcome.reason}")
+    console.print(f"{drawn.count('ok')} prototype map(s) → {maps}")
+    return len(drawn.failed)
 
 
 def _panther(
@@ -110,21 +138,21 @@ def _panther(
 ) -> tuple[SlideFn, dict[str, Any]]:
     """Fit (and save) or load the prototypes; the per-slide PANTHER function."""
     from slidestream.slide_encoders import cohort
-    from slidestream.slide_encoders.prototypes import fit_prototypes, load_prototypes
+    from slidestream.slide_encoders.prototypes import load_prototypes
 
     if prototypes is None:
         raise ConfigError(None, "--prototypes: required for panther (the file to write with --fit)")
     if fit:
-        protos = fit_prototypes(
-            cohort.store_features(paths, spec.store_name),
-            k,
-            samples_per_prototype=samples_per_prototype,
-            seed=seed,
-            encoder=spec.store_name,
+        protos = cohort.fit_cohort_prototypes(
+            paths, spec.store_name, k, samples_per_prototype=samples_per_prototype, seed=seed
         )
         prototypes = protos.save(prototypes)
+        skipped = protos.provenance.get("skipped", {})
+        for sid, reason in skipped.items():
+            console.print(f"  [yellow]skipped for prototypes[/yellow] {sid}: {reason}")
         console.print(
-            f"prototypes: K={protos.k} from {protos.provenance['n_sampled']} tiles → {prototypes}"
+            f"prototypes: K={protos.k} from {protos.provenance['n_sampled']} tiles of "
+            f"{protos.provenance['n_slides']} slide(s) → {prototypes}"
         )
     else:
         protos = load_prototypes(prototypes)
@@ -146,3 +174,48 @@ def _cobra(
         config = cobra_i_config() if preset is Preset.cobra1 else cobra_ii_config()
     model = load_cobra(checkpoint, config)
     return cohort.cobra_slide_fn(model, top_k=top_k), {"checkpoint": str(checkpoint)}
+
+
+@app.command("probe")
+def probe(
+    table: Path = typer.Option(..., "--table", help="Cohort Parquet table from slide-encode."),
+    labels: Path = typer.Option(
+        ..., help="CSV/TSV/Parquet: slide_id, patient_id, label | time, event (as for train)."
+    ),
+    task: str = typer.Option("classification", help="classification | survival"),
+    folds: int = typer.Option(5, help="Patient folds (the same split as `train` for this seed)."),
+    seed: int = typer.Option(0, help="Seed of the folds (use the MIL run's to compare)."),
+    folds_from: Path | None = typer.Option(None, help="Reuse the folds of this MIL run folder."),
+    c: float = typer.Option(1.0, help="Inverse L2 strength of the logistic regression."),
+    alpha: float = typer.Option(1.0, help="Ridge penalty of the Cox model."),
+    out: Path | None = typer.Option(None, help="CSV of per-fold metrics to write."),
+) -> None:
+    """Cross-validate a linear probe (or ridge Cox) on slide embeddings by patient."""
+    from slidestream.mil.labels import read_labels
+    from slidestream.slide_encoders.probe import folds_from_run, probe_cohort, read_cohort_table
+
+    console = Console(stderr=True, soft_wrap=True)
+    if task not in ("classification", "survival"):
+        console.print(f"[red]error[/red] --task {task!r}: choose classification or survival")
+        raise typer.Exit(2)
+    try:
+        cohort_table = read_cohort_table(table)
+        labels_table = read_labels(labels, task)  # type: ignore[arg-type]
+        fold_ids = None if folds_from is None else folds_from_run(folds_from, labels_table)
+        result = probe_cohort(
+            cohort_table,
+            labels_table,
+            n_folds=folds,
+            seed=seed,
+            folds=fold_ids,
+            c=c,
+            alpha=alpha,
+            where=table,
+        )
+    except SlideStreamError as exc:
+        console.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.per_fold.to_csv(out, index=False)
+    Console().print(f"{table.name}: {result}")

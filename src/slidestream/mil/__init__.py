@@ -9,6 +9,7 @@ from slidestream.mil.bags import BagSource, InMemoryBagSource, StoreBagSource
 from slidestream.mil.checkpoint import load_checkpoint, save_checkpoint
 from slidestream.mil.config import TrainConfig
 from slidestream.mil.crossval import CVResult, cross_validate
+from slidestream.mil.explain import write_tile_scores
 from slidestream.mil.labels import LabelsTable, check_slides, labels_from_frame, read_labels
 from slidestream.mil.metrics import classification_metrics, concordance_index
 from slidestream.mil.models import MILModel, MILOutput, Targets, get_model, list_models
@@ -40,4 +41,5 @@ __all__ = [
     "read_labels",
     "save_checkpoint",
     "validation_split",
+    "write_tile_scores",
 ]

@@ -63,7 +63,16 @@ def validation_split(
             f"only {len(set(groups))} patients in a training fold: too few for a "
             f"{fraction:.0%} validation split",
         )
-    folds = _grouped_split(strata(labels), groups, n_splits, seed)
+    y = strata(labels)
+    if all((y == value).sum() < n_splits for value in set(y)):
+        # sklearn refuses this split with a bare ValueError; say what to change instead
+        raise ConfigError(
+            labels.path,
+            f"every class has fewer than {n_splits} slides in a training fold: too few for a "
+            f"{fraction:.0%} validation split (use a larger --val-fraction, fewer folds, or "
+            "--val-fraction 0 to train without early stopping)",
+        )
+    folds = _grouped_split(y, groups, n_splits, seed)
     return ids[folds != 0].tolist(), ids[folds == 0].tolist()
 
 

@@ -23,6 +23,7 @@ from slidestream.slide_encoders.panther import (
     panther_embedding,
     split_allcat,
 )
+from slidestream.slide_encoders.probe import probe_cohort, read_cohort_table
 from slidestream.slide_encoders.prototypes import Prototypes, fit_prototypes, load_prototypes
 
 __all__ = [
@@ -47,6 +48,8 @@ __all__ = [
     "mean_embedding",
     "panther_embedding",
     "patient_folds",
+    "probe_cohort",
+    "read_cohort_table",
     "save_cobra",
     "split_allcat",
     "train_cobra",

@@ -4,10 +4,12 @@ The only module of this package that touches stores. ``slidestream.store`` is im
 functions, so the array-level API (``panther``, ``cobra``, ``mean``) works without it, and tests can
 substitute the two store functions used here:
 ``load_features(store_path, encoder) -> (features (N, D) float32, coords (N, 2) int64)`` and
-``write_slide_embedding(store_path, method, embedding, attrs)``.
+``write_slide_embedding(store_path, method, embedding, attrs)``; per-tile outputs (PANTHER's
+prototype assignment) go through :func:`write_tile_scores`, which tests may replace as well.
 
 :func:`encode_stores` is a batch boundary: a slide that fails with a :class:`SlideStreamError`
-becomes a table row with ``status="failed"`` and the reason, and the cohort goes on.
+becomes a table row with ``status="failed"`` and the reason, and the cohort goes on. Prototype
+fitting (:func:`fit_cohort_prototypes`) likewise skips a store it cannot read and records it.
 """
 
 from __future__ import annotations
@@ -33,14 +35,26 @@ __all__ = [
     "cobra_slide_fn",
     "encode_stores",
     "find_stores",
+    "fit_cohort_prototypes",
     "iter_store_features",
     "load_bag",
     "mean_slide_fn",
     "panther_slide_fn",
+    "store_features",
     "write_cohort_table",
+    "write_tile_scores",
 ]
 
-SlideFn = Callable[[dict[str, np.ndarray]], tuple[np.ndarray, dict[str, Any]]]
+TileScores = dict[str, tuple[np.ndarray, dict[str, Any]]]
+"""Per-tile outputs of a slide encoder: ``{name: (values (N,), attrs)}``, rows in bag order."""
+
+SlideFn = Callable[
+    [dict[str, np.ndarray]],
+    tuple[np.ndarray, dict[str, Any]] | tuple[np.ndarray, dict[str, Any], TileScores],
+]
+"""``bag -> (embedding, attrs)`` or ``(embedding, attrs, tile_scores)``."""
+
+PROTOTYPE_SCORES = "panther_prototype"
 
 
 @dataclass(frozen=True)
@@ -78,10 +92,30 @@ def slide_id(store: Path) -> str:
 
 
 def _load(store: Path, encoder: str) -> tuple[np.ndarray, np.ndarray]:
+    """Features and coords of one store; damaged chunks become a :class:`StoreError` too.
+
+    zarr reports a corrupt chunk as whatever its codec raises (``RuntimeError`` from zstd,
+    ``ValueError``, ``OSError``); turning those into the typed error lets the batch boundary
+    record the slide and go on instead of losing a cohort run to one damaged file.
+    """
     from slidestream.store import load_features  # lazy: stores are optional for the array API
 
-    feats, coords = load_features(store, encoder)
-    return np.asarray(feats, np.float32), np.asarray(coords, np.int64)
+    try:
+        feats, coords = load_features(store, encoder)
+        return np.asarray(feats, np.float32), np.asarray(coords, np.int64)
+    except SlideStreamError:
+        raise
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise StoreError(
+            store, f"unreadable features/{encoder}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def write_tile_scores(store: Path, name: str, values: np.ndarray, attrs: dict[str, Any]) -> None:
+    """``tile_scores/<name>`` of one store (rows aligned with ``features/<attrs['encoder']>``)."""
+    from slidestream.store import SlideStore
+
+    SlideStore.open(store).write_tile_scores(name, values, attrs)
 
 
 def iter_store_features(stores: Sequence[Path], encoder: str) -> Iterator[tuple[str, np.ndarray]]:
@@ -90,11 +124,17 @@ def iter_store_features(stores: Sequence[Path], encoder: str) -> Iterator[tuple[
         yield slide_id(store), _load(store, encoder)[0]
 
 
-class _StoreFeatures(Sequence):
-    """Lazy ``len``-able view so :func:`~.sampling.sample_cohort` can apply PANTHER's cap."""
+class StoreFeatures(Sequence):
+    """Lazy ``len``-able view so :func:`~.sampling.sample_cohort` can apply PANTHER's cap.
+
+    Iterating skips a store that cannot be read (missing encoder, damaged chunks) and records
+    why in :attr:`skipped`: one bad slide should not stop prototype fitting on a cohort of
+    thousands. Indexing (``view[i]``) still raises, for callers that want the error.
+    """
 
     def __init__(self, stores: Sequence[Path], encoder: str) -> None:
         self.stores, self.encoder = list(stores), encoder
+        self.skipped: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self.stores)
@@ -102,10 +142,53 @@ class _StoreFeatures(Sequence):
     def __getitem__(self, i):  # type: ignore[override]
         return slide_id(self.stores[i]), _load(self.stores[i], self.encoder)[0]
 
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        self.skipped = {}
+        for store in self.stores:
+            try:
+                feats = _load(store, self.encoder)[0]
+            except SlideStreamError as exc:
+                self.skipped[slide_id(store)] = exc.reason
+                continue
+            if len(feats) == 0:
+                self.skipped[slide_id(store)] = f"no tiles with features for {self.encoder}"
+                continue
+            yield slide_id(store), feats
 
-def store_features(stores: Sequence[Path], encoder: str) -> Sequence[tuple[str, np.ndarray]]:
-    """Like :func:`iter_store_features`, but with a length and re-iterable."""
-    return _StoreFeatures(stores, encoder)
+
+def store_features(stores: Sequence[Path], encoder: str) -> StoreFeatures:
+    """Like :func:`iter_store_features`, but with a length, re-iterable, skipping bad stores."""
+    return StoreFeatures(stores, encoder)
+
+
+def fit_cohort_prototypes(
+    stores: Sequence[Path], encoder: str, k: int = 16, **options: Any
+) -> Prototypes:
+    """PANTHER prototypes of the readable stores; the unreadable ones are listed in provenance.
+
+    ``options`` go to :func:`~.prototypes.fit_prototypes`. Raises :class:`ConfigError` when no
+    store can be read or the readable ones hold fewer than ``k`` tiles.
+    """
+    from slidestream.slide_encoders.prototypes import fit_prototypes
+
+    view = store_features(stores, encoder)
+    try:
+        protos = fit_prototypes(view, k, encoder=encoder, **options)
+    except ValueError as exc:
+        where = Path(stores[0]).parent if stores else None
+        skipped = (
+            f" ({len(view.skipped)} store(s) unreadable: {_few(view.skipped)})"
+            if view.skipped
+            else ""
+        )
+        raise ConfigError(where, f"cannot fit {k} prototypes: {exc}{skipped}") from None
+    protos.provenance["skipped"] = dict(view.skipped)
+    return protos
+
+
+def _few(skipped: Mapping[str, str], n: int = 3) -> str:
+    items = [f"{k}: {v}" for k, v in list(skipped.items())[:n]]
+    return "; ".join(items) + (f"; ... ({len(skipped)} in all)" if len(skipped) > n else "")
 
 
 def _coord_keys(coords: np.ndarray) -> np.ndarray:
@@ -158,9 +241,10 @@ def panther_slide_fn(
 
     digest = hashlib.sha256(np.ascontiguousarray(prototypes.centers).tobytes()).hexdigest()[:16]
 
-    def run(bag: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
+    def run(bag: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, Any], TileScores]:
         (feats,) = bag.values()
         fit = map_em(feats, prototypes.centers, em_iter=em_iter, tau=tau, eps=eps)
+        assignment = fit.assignment
         attrs = {
             "k": prototypes.k,
             "em_iter": em_iter,
@@ -168,9 +252,22 @@ def panther_slide_fn(
             "eps": eps,
             "out_type": out_type,
             "prototypes_sha256_16": digest,
-            "prototype_counts": np.bincount(fit.assignment, minlength=prototypes.k).tolist(),
+            "prototype_counts": np.bincount(assignment, minlength=prototypes.k).tolist(),
         }
-        return panther_embedding(fit, out_type), attrs
+        score_attrs = {
+            "kind": "categorical",
+            "method": "panther",
+            "k": prototypes.k,
+            "prototypes_sha256_16": digest,
+            "em_iter": em_iter,
+            "tau": tau,
+            "eps": eps,
+        }
+        return (
+            panther_embedding(fit, out_type),
+            attrs,
+            {PROTOTYPE_SCORES: (assignment, score_attrs)},
+        )
 
     return run
 
@@ -224,7 +321,8 @@ def encode_stores(
             n_tiles = len(next(iter(bag.values())))
             if n_tiles == 0:
                 raise StoreError(store, "no tiles with features for " + row["encoder"])
-            embedding, attrs = slide_fn(bag)
+            embedding, attrs, *rest = slide_fn(bag)
+            tile_scores: TileScores = rest[0] if rest else {}
             attrs = {
                 "method": method,
                 "encoder": row["encoder"],
@@ -235,6 +333,13 @@ def encode_stores(
             }
             if write:
                 write_slide_embedding(store, method, embedding, attrs)
+                for name, (values, score_attrs) in (
+                    tile_scores.items() if len(encoders) == 1 else ()
+                ):
+                    # rows follow the encoder's feature rows, as a one-encoder bag does
+                    write_tile_scores(
+                        store, name, values, {"encoder": encoders[0].store_name, **score_attrs}
+                    )
             row.update(
                 n_tiles=n_tiles,
                 dim=int(embedding.shape[-1]),

@@ -1,0 +1,334 @@
+"""The run report: ``OUT/report/index.html``, one page a person can scan in a minute.
+
+It reads only what a run leaves behind: ``OUT/manifest.csv`` (what happened to each slide, per
+stage) and the slide stores ``OUT/<id>.zarr`` (what was made, with which parameters). Pictures
+are drawn into ``OUT/report/img/`` (see :mod:`slidestream.viz.report_images`) and the page is
+plain HTML + CSS (see :mod:`slidestream.viz.report_html`), so the folder can be copied or
+attached anywhere and opened without a network.
+
+Writing is cheap to repeat: pictures are cached by what they were drawn from, so batch commands
+can call :func:`write_report` at the end of every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import webbrowser
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from slidestream._version import __version__
+from slidestream.store.slide_store import STORE_SUFFIX, SlideStore
+
+REPORT_DIR = "report"
+STATUS_RANK = {"failed": 0, "no record": 1, "skipped": 2, "ok": 3}
+# Stage params that describe the slide rather than the run's configuration.
+PER_SLIDE_PARAMS = ("slide_mpp",)
+
+
+@dataclass
+class StageRecord:
+    """One manifest row: what the latest batch of ``stage`` did to this slide."""
+
+    stage: str
+    status: str
+    reason: str = ""
+    error_type: str = ""
+    seconds: float = 0.0
+    finished: str = ""
+    run_id: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Figure:
+    """A picture in a slide's section; ``file`` is relative to the report folder."""
+
+    title: str
+    file: str
+    caption: str = ""
+    legend: list[tuple[str, str]] = field(default_factory=list)  # (css colour, label)
+    colorbar: tuple[list[str], str, str] | None = None  # (css colour stops, low label, high label)
+
+
+@dataclass
+class SlideReport:
+    """Everything the page shows about one slide (from the manifest and its store, if any)."""
+
+    slide_id: str
+    path: str = ""
+    records: list[StageRecord] = field(default_factory=list)
+    store: SlideStore | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+    tissue: dict[str, Any] | None = None  # tissue node attrs (without the GeoJSON)
+    tiles: dict[str, Any] | None = None
+    selections: dict[str, dict[str, Any]] = field(default_factory=dict)
+    features: dict[str, dict[str, Any]] = field(default_factory=dict)
+    embeddings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tile_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    no_picture: str = ""  # why there is no picture, when there is none
+
+    @property
+    def status(self) -> str:
+        """The worst stage outcome: failed > ok > skipped; ``no record`` for stores outside the manifest."""
+        statuses = {r.status for r in self.records}
+        if "failed" in statuses:
+            return "failed"
+        if "ok" in statuses:
+            return "ok"
+        if "skipped" in statuses:
+            return "skipped"
+        return "no record"
+
+    @property
+    def failures(self) -> list[StageRecord]:
+        return [r for r in self.records if r.status == "failed"]
+
+    @property
+    def reason(self) -> str:
+        """The failure reason(s), or the note of the stage that has one (e.g. no tiles)."""
+        failed = self.failures
+        if failed:
+            if len({r.reason for r in failed}) == 1:
+                return failed[0].reason
+            return "; ".join(f"{r.stage}: {r.reason}" for r in failed)
+        notes = [r.reason for r in self.records if r.reason]
+        return notes[-1] if notes else ""
+
+    @property
+    def seconds(self) -> float:
+        return sum(r.seconds for r in self.records)
+
+    @property
+    def n_tiles(self) -> int | None:
+        return None if self.tiles is None else int(self.tiles.get("n_tiles", 0))
+
+    @property
+    def mpp(self) -> float | None:
+        return self.info.get("mpp_x")
+
+
+@dataclass
+class StageConfig:
+    """The parameters one stage ran with; several variants when slides disagree."""
+
+    stage: str
+    variants: list[tuple[dict[str, Any], list[str]]]  # (params, slide ids)
+
+
+@dataclass
+class RunReport:
+    out: Path
+    slides: list[SlideReport]
+    config: list[StageConfig]
+    generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %z"))
+    version: str = __version__
+    problems: list[str] = field(default_factory=list)  # run-level: unreadable manifest, ...
+
+    def count(self, status: str) -> int:
+        return sum(1 for s in self.slides if s.status == status)
+
+    @property
+    def run_ids(self) -> list[tuple[str, str, str]]:
+        """(run id, stage, finished) of every batch whose rows are still in the manifest."""
+        seen = {(r.run_id, r.stage, r.finished) for s in self.slides for r in s.records if r.run_id}
+        return sorted(seen, key=lambda t: (t[2], t[0]))
+
+
+# ---------------------------------------------------------------------------------- collecting
+def stage_order(stage: str) -> tuple[int, str]:
+    head = stage.split("/")[0]
+    order = {"tissue": 0, "tiles": 1, "selections": 2, "features": 3, "tile_scores": 4, "slide_embeddings": 5}
+    return order.get(head, 9), stage
+
+
+def _read_records(out: Path, problems: list[str]) -> tuple[dict[str, list[StageRecord]], dict[str, str]]:
+    # The manifest's one reader lives with the batch code that writes it.
+    from slidestream.pipeline.manifest import MANIFEST_NAME, read_manifest
+
+    records: dict[str, list[StageRecord]] = defaultdict(list)
+    paths: dict[str, str] = {}
+    if not (out / MANIFEST_NAME).exists():
+        return records, paths
+    try:
+        table = read_manifest(out)
+    except Exception as exc:  # a damaged manifest must not cost the pictures
+        problems.append(f"{MANIFEST_NAME} could not be read ({type(exc).__name__}: {exc}); slides are shown from their stores only")
+        return records, paths
+    for row in table.to_dict("records"):
+        try:
+            details = json.loads(row.get("details") or "{}")
+        except ValueError:
+            details = {}
+        sid = str(row["slide_id"])
+        records[sid].append(StageRecord(
+            stage=str(row["stage"]), status=str(row["status"]), reason=str(row.get("reason") or ""),
+            error_type=str(row.get("error_type") or ""), seconds=float(row.get("seconds") or 0.0),
+            finished=str(row.get("finished") or ""), run_id=str(row.get("run_id") or ""),
+            details=details if isinstance(details, dict) else {}))
+        paths[sid] = str(row["slide"])
+    for recs in records.values():
+        recs.sort(key=lambda r: stage_order(r.stage))
+    return records, paths
+
+
+def _fill_from_store(report: SlideReport, store: SlideStore) -> None:
+    report.store = store
+    attrs = store.attrs
+    report.info = dict(attrs.get("slide", {}))
+    report.path = report.path or str(report.info.get("path", ""))
+    if store.has("tissue"):
+        report.tissue = {k: v for k, v in store.node_attrs("tissue").items() if k != "geojson"}
+    if store.has("tiles"):
+        report.tiles = store.node_attrs("tiles")
+    for group, target in (("selections", report.selections), ("features", report.features),
+                          ("slide_embeddings", report.embeddings), ("tile_scores", report.tile_scores)):
+        for name in store.list_nodes(group):
+            target[name] = store.node_attrs(f"{group}/{name}")
+    for name in report.embeddings:
+        meta = json.loads((store.path / "slide_embeddings" / name / "zarr.json").read_text())
+        report.embeddings[name]["shape"] = meta.get("shape")
+
+
+def _warnings(report: SlideReport) -> list[str]:
+    """What a person should notice about this slide, most serious first."""
+    out: list[str] = []
+    by_reason: dict[tuple[str, str], list[str]] = {}
+    for r in report.failures:  # one line per distinct reason, naming every stage it stopped
+        by_reason.setdefault((r.reason, r.error_type), []).append(r.stage)
+    for (reason, error_type), stages in by_reason.items():
+        out.append(f"{', '.join(stages)} failed: {reason}" + (f" ({error_type})" if error_type else ""))
+    if any(r.error_type == "MissingMppError" for r in report.failures):
+        out.append("the file has no microns-per-pixel: give this slide an mpp column value in a slide list "
+                   "(path,mpp) or run with --default-mpp, if you know the scan resolution")
+    if report.failures and report.store is not None:
+        out.append("the pictures and numbers below are what the store held from earlier, successful stages")
+    if report.store is not None and report.info:
+        source = str(report.info.get("mpp_source") or "")
+        mpp = report.info.get("mpp_x")
+        if mpp is None:
+            out.append("no mpp: physical sizes are unknown")
+        elif source.startswith("default"):
+            out.append(f"mpp {mpp:g} µm/px was assumed: the file has none (value from --default-mpp or the slide "
+                       "list); tissue areas and tile sizes are only as right as this value")
+        elif source == "override":
+            out.append(f"mpp {mpp:g} µm/px was imposed (override): the file's own value, if any, was ignored")
+    if report.tissue is not None:
+        summary = report.tissue.get("summary", {})
+        if int(summary.get("tissue_pieces", 0) or 0) == 0:
+            out.append("no tissue found: nothing to tile")
+        elif report.tiles is not None and int(report.tiles.get("n_tiles", 0)) == 0:
+            out.append(f"no tiles: no tile reached the minimum tissue fraction ({report.tiles.get('min_tissue')})")
+    elif report.store is not None and not report.failures:
+        out.append("no tissue detection in the store")
+    for name, attrs in report.features.items():
+        if attrs.get("random_init"):
+            out.append(f"features/{name} come from randomly initialised weights (benchmarks and tests only)")
+    if report.store is None and not report.failures and not report.warnings:  # (not when the store is unreadable)
+        out.append("no store: nothing was written for this slide")
+    if report.store is not None and not report.records:
+        out.append("not in manifest.csv: this store was made outside a batch command (no timings)")
+    return out
+
+
+def _stage_config(slides: list[SlideReport]) -> list[StageConfig]:
+    """Group each stage's parameters across slides (per-slide values such as slide mpp left out)."""
+    by_stage: dict[str, list[tuple[dict[str, Any], str]]] = defaultdict(list)
+    for s in slides:
+        if s.store is None:
+            continue
+        stages = s.store.attrs.get("stages", {})
+        for stage, record in stages.items():
+            if stage.startswith("features/") and stage.split("/", 1)[1] in s.features:
+                params = _feature_params(s.features[stage.split("/", 1)[1]])
+            elif stage.startswith(("tile_scores/", "slide_embeddings/")):
+                continue  # their attrs are free-form; shown per slide
+            else:
+                params = {k: v for k, v in (record.get("params") or {}).items() if k not in PER_SLIDE_PARAMS}
+            by_stage[stage].append((params, s.slide_id))
+    config = []
+    for stage in sorted(by_stage, key=stage_order):
+        variants: list[tuple[dict[str, Any], list[str]]] = []
+        for params, sid in by_stage[stage]:
+            for known, ids in variants:
+                if known == params:
+                    ids.append(sid)
+                    break
+            else:
+                variants.append((params, [sid]))
+        config.append(StageConfig(stage, variants))
+    return config
+
+
+def _feature_params(attrs: dict[str, Any]) -> dict[str, Any]:
+    keys = ("encoder", "weights_sha256", "random_init", "precision", "dtype", "mpp", "tile_size", "selection")
+    params = {k: attrs.get(k) for k in keys if k in attrs}
+    prov = attrs.get("encoder_provenance") or {}
+    for k in ("family", "pooling", "timm_version", "torch_version"):
+        if prov.get(k) is not None:
+            params[k] = prov[k]
+    return params
+
+
+def collect_run(out: str | Path) -> RunReport:
+    """Read the manifest and every store of ``out`` into a :class:`RunReport` (no pictures yet)."""
+    out = Path(out)
+    problems: list[str] = []
+    records, paths = _read_records(out, problems)
+    stores: dict[str, Path] = {p.name[: -len(STORE_SUFFIX)]: p for p in sorted(out.glob(f"*{STORE_SUFFIX}"))
+                               if (p / "zarr.json").exists()}
+    slides = []
+    for sid in sorted(set(records) | set(stores), key=str.lower):
+        report = SlideReport(sid, path=paths.get(sid, ""), records=records.get(sid, []))
+        if sid in stores:
+            try:
+                _fill_from_store(report, SlideStore.open(stores[sid]))
+            except Exception as exc:  # one damaged store must not hide the others
+                report.store = None
+                report.warnings.append(f"the store {stores[sid].name} could not be read: {type(exc).__name__}: {exc}")
+        report.warnings.extend(_warnings(report))
+        slides.append(report)
+    return RunReport(out=out, slides=slides, config=_stage_config(slides), problems=problems)
+
+
+# ---------------------------------------------------------------------------------- writing
+def write_report(out: str | Path) -> Path:
+    """Write ``OUT/report/index.html`` (and its pictures) for the run folder ``out``; return its path.
+
+    Raises ``FileNotFoundError`` when ``out`` holds neither a manifest nor a slide store.
+    """
+    from slidestream.viz.report_html import render
+    from slidestream.viz.report_images import ReportImages
+
+    out = Path(out)
+    run = collect_run(out)
+    if not run.slides and not run.problems:
+        raise FileNotFoundError(f"{out}: no manifest.csv and no <slide_id>.zarr stores: nothing to report")
+    report_dir = out / REPORT_DIR
+    images = ReportImages(report_dir, out, [s.slide_id for s in run.slides])
+    for slide in run.slides:
+        try:
+            slide.figures = images.figures_for(slide)
+        except Exception as exc:  # a picture that cannot be drawn is a note, not a lost report
+            slide.warnings.append(f"pictures could not be drawn: {type(exc).__name__}: {exc}")
+    images.finish()
+    page = render(run)
+    path = report_dir / "index.html"
+    tmp = report_dir / f".index.html.{os.getpid()}.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def open_report(path: Path) -> bool:
+    """Open the report in the default browser; False when there is none (e.g. a server)."""
+    try:
+        return webbrowser.open(Path(path).resolve().as_uri())
+    except webbrowser.Error:
+        return False
