@@ -56,6 +56,6 @@ def draw_overlay(
 def save_png(image: Image.Image, path: Path) -> Path:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp.png")
-    image.save(tmp, optimize=True)
+    image.save(tmp, compress_level=1)  # fast: these are previews, not archives
     tmp.replace(path)
     return path
