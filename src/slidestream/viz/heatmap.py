@@ -25,7 +25,7 @@ from shapely.ops import unary_union
 
 from slidestream.errors import SlideStreamError, StoreError
 from slidestream.store import SlideStore
-from slidestream.viz.overlay import draw_overlay
+from slidestream.viz.overlay import draw_overlay, save_png
 
 __all__ = [
     "Heatmap",
@@ -226,13 +226,10 @@ def render_heatmap(
 
 
 def write_png(image: Image.Image, path: str | Path) -> Path:
-    """Atomic PNG write, without ``optimize`` (which costs seconds on a colourful image)."""
+    """Atomic PNG write into a folder that may not exist yet."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    image.save(tmp, compress_level=6)
-    tmp.replace(path)
-    return path
+    return save_png(image, path)
 
 
 # ----------------------------------------------------------------------------------- GeoJSON

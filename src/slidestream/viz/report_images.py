@@ -73,7 +73,7 @@ class ReportImages:
         if name.endswith(".jpg"):
             image.convert("RGB").save(tmp, format="JPEG", quality=88)
         else:
-            image.save(tmp, format="PNG", optimize=True)
+            image.save(tmp, format="PNG", compress_level=1)
         tmp.replace(path)
         self.cache[name] = key
         self.used.add(name)
