@@ -110,4 +110,17 @@ def extract_store(spec: SlideSpec, store: SlideStore, encoder: Any, options: Ext
         writer.commit()
     finally:
         reader.close()
-    return {"features": len(coords), "dim": encoder.embed_dim, "reader": provenance["reader"]}
+    return {"features": len(coords), "dim": encoder.embed_dim, "reader": provenance["reader"],
+            "note": scale_note(encoder.spec, tiles.attrs)}
+
+
+def scale_note(spec: Any, tiles_attrs: dict[str, Any]) -> str:
+    """Say so when the tiles are not what the encoder was trained on (it still runs)."""
+    mpp, size = float(tiles_attrs["target_mpp"]), int(tiles_attrs["tile_size_px"])
+    native = getattr(spec, "native_mpp", None)
+    notes = []
+    if native and abs(mpp - native) > 0.05 * native:
+        notes.append(f"tiles at {mpp:g} um/px, {spec.name} was trained at {native:g}")
+    if getattr(spec, "tile_size", None) and size != spec.tile_size:
+        notes.append(f"tiles of {size} px are resized to the model's input ({spec.tile_size} px native)")
+    return "; ".join(notes)
