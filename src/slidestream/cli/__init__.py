@@ -10,6 +10,7 @@ from slidestream.cli import (  # noqa: F401  (importing registers the commands)
     info,
     mil,
     report,
+    run,
     slide_encode,
     tiles,
 )

@@ -14,6 +14,7 @@ from slidestream.cli.tiles import (
     DefaultMppOpt,
     OutOpt,
     OverwriteOpt,
+    ShardOpt,
     SlidesArg,
     _sources,
     _validated,
@@ -21,8 +22,8 @@ from slidestream.cli.tiles import (
 from slidestream.errors import SlideStreamError
 from slidestream.extraction import ExtractOptions
 from slidestream.pipeline.batch import run_batch
-from slidestream.pipeline.manifest import update_manifest
-from slidestream.pipeline.stages import run_extract
+from slidestream.pipeline.run import record_manifest
+from slidestream.pipeline.stages import locked, run_extract
 from slidestream.store import export_h5, iter_stores
 from slidestream.tiling.params import TilingParams
 
@@ -48,6 +49,7 @@ def extract_command(
     backend: BackendOpt = "auto",
     default_mpp: DefaultMppOpt = None,
     overwrite: OverwriteOpt = False,
+    shard: ShardOpt = None,
 ) -> None:
     """Embed every tile (or a selection) of each slide; tissue and tiling run first when missing."""
     from slidestream.encoders import load_encoder  # torch import only for commands that need it
@@ -65,14 +67,15 @@ def extract_command(
     if mpp is not None or tile_size is not None:
         tiling = _validated(TilingParams, mpp=mpp or model.spec.native_mpp, tile_size=tile_size or model.spec.tile_size)
     options = ExtractOptions(batch_size=batch_size, workers=workers, selection=selection, dtype=dtype, fast_read=fast_read)
-    sources = _sources(slides, backend, default_mpp)
+    sources = _sources(slides, backend, default_mpp, shard)
     by_path = {s.path: s for s in sources}
     err_console.print(f"encoder {model.spec.name}: dim {model.embed_dim}, weights {model.weights_sha256[:16]}, "
                       f"device {device}, {precision}")
     result = run_batch([s.path for s in sources],
-                       lambda p: run_extract(by_path[p], out, model, options, tiling=tiling, overwrite=overwrite),
+                       lambda p: locked(out, by_path[p], lambda: run_extract(by_path[p], out, model, options, tiling=tiling,
+                                                                             overwrite=overwrite)),
                        description="extract")
-    update_manifest(out, result, f"features/{model.spec.name}")
+    record_manifest(out, result, f"features/{model.spec.name}")
     print_summary(result, f"features/{model.spec.name}", columns=["features", "dim", "reader"])
     raise typer.Exit(result.exit_code)
 

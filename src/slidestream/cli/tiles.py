@@ -12,8 +12,9 @@ from slidestream.cli._app import app
 from slidestream.cli._common import collect_entries, err_console, print_summary
 from slidestream.errors import ConfigError
 from slidestream.pipeline.batch import run_batch
-from slidestream.pipeline.manifest import update_manifest
-from slidestream.pipeline.stages import SlideSource, check_unique_ids, run_tiles, run_tissue
+from slidestream.pipeline.run import record_manifest
+from slidestream.pipeline.shard import apply_shard
+from slidestream.pipeline.stages import SlideSource, check_unique_ids, locked, run_tiles, run_tissue
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue import TissueParams
 
@@ -22,6 +23,7 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder: one <s
 BackendOpt = Annotated[str, typer.Option(help="Reader backend: auto, openslide or tiffslide.")]
 DefaultMppOpt = Annotated[float | None, typer.Option("--default-mpp", help="Level-0 um/px for slides whose metadata has none (slides with metadata keep theirs).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Recompute finished work (and what depends on it).")]
+ShardOpt = Annotated[str | None, typer.Option("--shard", help="Only shard i/n of the slides (deterministic split by slide id, e.g. 2/8): n GPUs or nodes share one list with no coordinator.")]
 
 
 def _validated(model, **values):
@@ -34,15 +36,22 @@ def _validated(model, **values):
         raise typer.Exit(2) from exc
 
 
-def _sources(slides: list[Path], backend: str, default_mpp: float | None) -> list[SlideSource]:
-    """Slide sources; a slide list's ``mpp`` column wins over ``--default-mpp`` for its slide."""
+def _sources(slides: list[Path], backend: str, default_mpp: float | None, shard: str | None = None) -> list[SlideSource]:
+    """Slide sources; a slide list's ``mpp`` column wins over ``--default-mpp`` for its slide.
+
+    Ids are checked unique over the whole list before sharding, so every shard agrees on them.
+    """
     entries = collect_entries(slides)
     try:
         check_unique_ids([e.path for e in entries])
+        sources = [SlideSource(e.path, backend, e.mpp if e.mpp is not None else default_mpp) for e in entries]
+        mine = apply_shard(sources, shard, key=lambda s: s.slide_id)
     except ConfigError as exc:
         err_console.print(f"[red]error[/red] {exc}")
         raise typer.Exit(2) from exc
-    return [SlideSource(e.path, backend, e.mpp if e.mpp is not None else default_mpp) for e in entries]
+    if shard is not None:
+        err_console.print(f"shard {shard}: {len(mine)} of {len(sources)} slides")
+    return mine
 
 
 @app.command("tissue")
@@ -52,16 +61,18 @@ def tissue_command(
     backend: BackendOpt = "auto",
     default_mpp: DefaultMppOpt = None,
     overwrite: OverwriteOpt = False,
+    shard: ShardOpt = None,
     no_pen_removal: Annotated[bool, typer.Option("--keep-pen", help="Do not exclude pen marks.")] = False,
     min_object_um2: Annotated[float, typer.Option(help="Smallest tissue piece kept, in um^2.")] = TissueParams().min_object_um2,
 ) -> None:
     """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
     params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2)
-    sources = _sources(slides, backend, default_mpp)
+    sources = _sources(slides, backend, default_mpp, shard)
     by_path = {s.path: s for s in sources}
-    result = run_batch([s.path for s in sources], lambda p: run_tissue(by_path[p], out, params, overwrite=overwrite),
+    result = run_batch([s.path for s in sources],
+                       lambda p: locked(out, by_path[p], lambda: run_tissue(by_path[p], out, params, overwrite=overwrite)),
                        description="tissue")
-    update_manifest(out, result, "tissue")
+    record_manifest(out, result, "tissue")
     print_summary(result, "tissue", columns=["tissue_pieces", "tissue_area_mm2", "pen_fraction"])
     raise typer.Exit(result.exit_code)
 
@@ -83,6 +94,7 @@ def tile_command(
     backend: BackendOpt = "auto",
     default_mpp: DefaultMppOpt = None,
     overwrite: OverwriteOpt = False,
+    shard: ShardOpt = None,
 ) -> None:
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
     tiling = _validated(TilingParams, mpp=None if magnification else mpp, magnification=magnification,
@@ -90,12 +102,13 @@ def tile_command(
     selection = None
     if select is not None:
         selection = _validated(SelectionParams, method=select, fraction=None if count else fraction, count=count, seed=seed)
-    sources = _sources(slides, backend, default_mpp)
+    sources = _sources(slides, backend, default_mpp, shard)
     by_path = {s.path: s for s in sources}
     tissue = TissueParams()
     result = run_batch([s.path for s in sources],
-                       lambda p: run_tiles(by_path[p], out, tiling, tissue, selection=selection, overwrite=overwrite),
+                       lambda p: locked(out, by_path[p], lambda: run_tiles(by_path[p], out, tiling, tissue, selection=selection,
+                                                                           overwrite=overwrite)),
                        description="tiles")
-    update_manifest(out, result, "tiles")
+    record_manifest(out, result, "tiles")
     print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])
     raise typer.Exit(result.exit_code)

@@ -8,6 +8,7 @@ atomically, so an interrupted batch can simply be run again.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from slidestream.io.fingerprint import slide_fingerprint
 from slidestream.pipeline.batch import Skip, report_items
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore
+from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLock
 from slidestream.tiling import tile_slide
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue import TissueParams, detect_tissue, to_feature_collection, write_geojson
@@ -70,6 +72,28 @@ def open_store(source: SlideSource, out: Path, slide: Any) -> SlideStore:
     if recorded and recorded != info["fingerprint"]:
         raise StoreError(store.path, f"was made from a different file than {source.path} (fingerprint changed); use another --out or delete the store")
     return store
+
+
+@contextlib.contextmanager
+def slide_lock(out: Path, slide_id: str, *, stale_after_s: float = DEFAULT_STALE_AFTER_S,
+               wait_s: float = 0.0) -> Iterator[SlideLock]:
+    """Hold ``slide_id``'s lock in ``out`` while a stage writes its store (see ``store/lock.py``).
+
+    A slide that another live process holds is *skipped* (its owner reports it), not failed: with
+    overlapping shards or two runs on one folder, each slide is processed once and nobody errors.
+    """
+    try:
+        lock = SlideLock(out, slide_id, stale_after_s=stale_after_s, wait_s=wait_s).acquire()
+    except LockHeldError as held:
+        raise Skip(f"in progress elsewhere ({held.owner_text})", locked_by=held.owner_text) from None
+    with lock:
+        yield lock
+
+
+def locked(out: Path, source: SlideSource, task: Callable[[], dict[str, Any]], **lock_options: float) -> dict[str, Any]:
+    """``task()`` under the slide's lock: the form batch commands wrap their per-slide stage in."""
+    with slide_lock(out, source.slide_id, **lock_options):
+        return task()
 
 
 # ---------------------------------------------------------------------------------- tissue
@@ -191,9 +215,22 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
     with source.open() as slide:
         spec = slide.spec
     try:
-        return extract_store(spec, store, encoder, options, overwrite=overwrite, progress=report_items)
+        result = extract_store(spec, store, encoder, options, overwrite=overwrite, progress=report_items)
     except FeaturesDone as done:
         raise Skip("features already extracted", features=done.rows) from None
+    if not result["features"]:
+        result["note"] = _why_nothing_to_embed(store, options.selection)
+    return result
+
+
+def _why_nothing_to_embed(store: SlideStore, selection: str | None) -> str:
+    """The manifest's reason for an empty feature array: a blank slide must not pass silently."""
+    if selection:
+        return f"selection '{selection}' is empty: no tiles to embed"
+    summary = store.node_attrs("tissue").get("summary", {}) if store.has("tissue") else {}
+    if summary.get("tissue_pieces") == 0:
+        return "no tissue found: no tiles to embed"
+    return "no tiles to embed: no tissue above min_tissue"
 
 
 def _tiles_differ(store: SlideStore | None, tiling: TilingParams) -> bool:

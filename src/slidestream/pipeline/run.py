@@ -1,0 +1,477 @@
+"""``slidestream run``: every stage of a run config for every slide, resumable, with one manifest.
+
+The stages run stage by stage over the slides (all tissue, then all tiles, ...), each through
+:func:`~slidestream.pipeline.batch.run_batch`, the one place where per-slide errors are caught.
+Why stage-major: tissue and tiling are CPU work that may go to a dask cluster as one batch
+(:mod:`slidestream.pipeline.distributed`) while extraction keeps the encoder loaded once on the
+GPU; and a slide that fails a stage simply leaves the later stages (recorded as ``not run``).
+
+Every per-slide stage holds the slide's lock (``store/lock.py``), so concurrent runs on one output
+folder (overlapping shards, two users, Snakemake jobs) process each slide once. After every stage
+the slide's *completion markers* ``OUT/.done/<slide_id>/<stage>.json`` are brought in line with
+the store: a marker exists exactly when the store holds that stage's nodes made with this
+config's parameters. The Snakefile declares these markers as its outputs, so Snakemake's notion
+of done is ours, whichever of the three ways wrote the store. A marker is only rewritten when its
+content changes, so a no-op rerun does not make Snakemake think downstream work is outdated.
+
+The same function runs one stage for one slide (``--stage tiles --slide ID``): that is what each
+Snakemake job calls, so the workflow holds no pipeline logic of its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from slidestream.errors import ConfigError, StoreError
+from slidestream.io import find_slide_entries
+from slidestream.pipeline.batch import BatchResult, Skip, SlideOutcome, run_batch
+from slidestream.pipeline.config import COHORT_STAGES, PER_SLIDE_STAGES, STAGES, RunConfig
+from slidestream.pipeline.manifest import new_run_id, update_manifest
+from slidestream.pipeline.shard import apply_shard
+from slidestream.pipeline.stages import (
+    SlideSource,
+    check_unique_ids,
+    run_extract,
+    run_tiles,
+    run_tissue,
+    slide_id_for,
+    slide_lock,
+)
+from slidestream.store import SlideStore, store_path
+from slidestream.store.lock import LockHeldError, hold
+
+MARKER_DIR = ".done"
+COHORT_LOCKS = "cohort"   # lock names ``cohort/<x>`` can never clash with a slide id (no "/" in ids)
+
+
+# ---------------------------------------------------------------------------------- slides
+def resolve_sources(cfg: RunConfig, slide_ids: Sequence[str] | None = None) -> list[SlideSource]:
+    """The config's slides (list mpp > ``default_mpp``), checked unique, sharded, optionally filtered."""
+    missing = [p for p in cfg.slides if not p.exists()]
+    if missing:
+        raise ConfigError(missing[0], "slides: no such file or folder")
+    try:
+        entries = find_slide_entries(cfg.slides)
+    except ValueError as exc:
+        raise ConfigError(None, f"slides: {exc}") from None
+    if not entries:
+        raise ConfigError(None, f"slides: no slide files found in {', '.join(map(str, cfg.slides))}")
+    check_unique_ids([e.path for e in entries])
+    sources = [SlideSource(e.path, cfg.backend, e.mpp if e.mpp is not None else cfg.default_mpp) for e in entries]
+    sources = apply_shard(sources, cfg.shard, key=lambda s: s.slide_id)
+    if slide_ids:
+        known = {s.slide_id: s for s in sources}
+        unknown = [i for i in slide_ids if i not in known]
+        if unknown:
+            raise ConfigError(None, f"--slide {unknown[0]!r} is not among this config's slides"
+                                    f"{' in shard ' + cfg.shard if cfg.shard else ''}")
+        sources = [known[i] for i in dict.fromkeys(slide_ids)]
+    return sources
+
+
+# ---------------------------------------------------------------------------------- markers
+def marker_name(cfg: RunConfig, stage: str) -> str:
+    """File name of a per-slide stage's completion marker (the encoder and method are part of it)."""
+    if stage == "features":
+        return f"features-{cfg.encoder}.json"
+    if stage == "slide_embedding":
+        return f"embedding-{cfg.slide_embedding.method if cfg.slide_embedding else 'none'}.json"
+    return f"{stage}.json"
+
+
+def marker_path(cfg: RunConfig, slide_id: str, stage: str) -> Path:
+    """``OUT/.done/<slide_id>/<marker>``; ``slide_id`` may be a Snakemake wildcard like ``{slide}``."""
+    return cfg.out / MARKER_DIR / slide_id / marker_name(cfg, stage)
+
+
+def _without_mpp(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k != "slide_mpp"}
+
+
+def done_nodes(cfg: RunConfig, stage: str, store: SlideStore) -> dict[str, str] | None:
+    """``{node: completed}`` when ``store`` holds ``stage`` made as ``cfg`` asks, else None."""
+    if stage == "tissue":
+        nodes = {"tissue": cfg.tissue.model_dump()}
+    elif stage == "tiles":
+        nodes = {"tiles": cfg.tiling_params().model_dump()}
+        if cfg.selection is not None:
+            nodes[f"selections/{cfg.selection.name}"] = cfg.selection.model_dump()
+    elif stage == "features" and cfg.features is not None:
+        nodes = {f"features/{cfg.encoder}": None}
+    elif stage == "slide_embedding" and cfg.slide_embedding is not None:
+        nodes = {f"slide_embeddings/{cfg.slide_embedding.method}": None}
+    else:
+        return None
+    done: dict[str, str] = {}
+    for node, params in nodes.items():
+        if not store.has(node):
+            return None
+        attrs = store.node_attrs(node)
+        if params is not None and _without_mpp(attrs.get("params", {})) != params:
+            return None
+        if node.startswith("features/") and not _features_match(cfg, attrs):
+            return None
+        if node.startswith("slide_embeddings/") and not _embedding_current(cfg, store, attrs):
+            return None
+        done[node] = str(attrs.get("completed", ""))
+    return done
+
+
+def _features_match(cfg: RunConfig, attrs: dict[str, Any]) -> bool:
+    feats = cfg.features
+    tiling = cfg.tiling_params()
+    return feats is not None and attrs.get("selection") == feats.selection and attrs.get("dtype") == feats.dtype \
+        and attrs.get("precision") == feats.precision and attrs.get("tile_size") == tiling.tile_size
+
+
+def _embedding_current(cfg: RunConfig, store: SlideStore, attrs: dict[str, Any]) -> bool:
+    rel = f"features/{cfg.encoder}"
+    return store.has(rel) and attrs.get("features_completed") == store.node_attrs(rel).get("completed") \
+        and attrs.get("settings", {}).get("method") == (cfg.slide_embedding.method if cfg.slide_embedding else None)
+
+
+def sync_markers(cfg: RunConfig, slide_id: str) -> None:
+    """Make the slide's markers say exactly what its store holds (write only what changed)."""
+    path = store_path(cfg.out, slide_id)
+    try:
+        store = SlideStore.open(path) if (path / "zarr.json").exists() else None
+    except StoreError:   # unreadable: nothing in it counts as done (the stage reports the error)
+        store = None
+    for stage in PER_SLIDE_STAGES:
+        if stage not in cfg.stages():
+            continue
+        marker = marker_path(cfg, slide_id, stage)
+        nodes = done_nodes(cfg, stage, store) if store is not None else None
+        if nodes is None:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+            continue
+        text = json.dumps({"slide_id": slide_id, "stage": stage, "nodes": nodes}, sort_keys=True, indent=1) + "\n"
+        if marker.exists() and marker.read_text() == text:
+            continue
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex[:8]}.tmp")
+        tmp.write_text(text)
+        tmp.replace(marker)
+
+
+# ---------------------------------------------------------------------------------- per-slide stages
+@dataclass
+class StageContext:
+    """What the per-slide stages share within one run: loaded once, reused for every slide."""
+
+    encoder: Any = None
+    prototypes: Any = None
+    prototypes_error: Exception | None = None
+
+
+def run_stage(cfg: RunConfig, stage: str, source: SlideSource, ctx: StageContext | None = None, *,
+              overwrite: bool = False) -> dict[str, Any]:
+    """One per-slide stage for one slide, under the slide's lock; markers synced afterwards."""
+    ctx = ctx or StageContext()
+    out = cfg.out
+    with slide_lock(out, source.slide_id, stale_after_s=cfg.lock.stale_after_s, wait_s=cfg.lock.wait_s):
+        try:
+            if stage == "tissue":
+                return run_tissue(source, out, cfg.tissue, overwrite=overwrite, write_images=cfg.write_images)
+            if stage == "tiles":
+                return run_tiles(source, out, cfg.tiling_params(), cfg.tissue, selection=cfg.selection,
+                                 overwrite=overwrite, write_images=cfg.write_images)
+            if stage == "features":
+                assert cfg.features is not None and ctx.encoder is not None
+                return run_extract(source, out, ctx.encoder, cfg.features.options(), tiling=cfg.tiling_params(),
+                                   tissue=cfg.tissue, overwrite=overwrite, write_images=cfg.write_images)
+            if stage == "slide_embedding":
+                return embed_slide(cfg, source, ctx, overwrite=overwrite)
+            raise ConfigError(None, f"stage {stage!r} is not a per-slide stage ({', '.join(PER_SLIDE_STAGES)})")
+        finally:
+            sync_markers(cfg, source.slide_id)
+
+
+def embed_slide(cfg: RunConfig, source: SlideSource, ctx: StageContext, *, overwrite: bool = False) -> dict[str, Any]:
+    """``slide_embeddings/<method>`` of one store, recomputed only when its features changed."""
+    from slidestream.slide_encoders import cohort
+
+    assert cfg.slide_embedding is not None and cfg.encoder is not None
+    emb, encoder = cfg.slide_embedding, cfg.encoder
+    path = store_path(cfg.out, source.slide_id)
+    if not (path / "zarr.json").exists():
+        raise StoreError(path, "no store yet (run the tissue, tiles and features stages first)")
+    store = SlideStore.open(path)
+    if not store.has(f"features/{encoder}"):
+        raise StoreError(path, f"no features/{encoder} yet (run the features stage first)")
+    if emb.method == "panther":
+        if ctx.prototypes is None:
+            if cfg.shard is not None and not cfg.prototypes_path().exists():
+                raise Skip("waiting for prototypes: run the cohort stages once without shard")
+            raise ctx.prototypes_error or ConfigError(cfg.prototypes_path(), "prototypes not loaded")
+        p = emb.panther
+        slide_fn = cohort.panther_slide_fn(ctx.prototypes, em_iter=p.em_iter, tau=p.tau, eps=p.eps, out_type=p.out_type)
+        digest = hashlib.sha256(ctx.prototypes.centers.tobytes()).hexdigest()[:16]
+        settings = {"method": "panther", "em_iter": p.em_iter, "tau": p.tau, "eps": p.eps, "out_type": p.out_type,
+                    "prototypes_sha256_16": digest}
+    else:
+        slide_fn = cohort.mean_slide_fn(emb.mean_mode)
+        settings = {"method": "mean", "mode": emb.mean_mode}
+    provenance = {"features_completed": store.node_attrs(f"features/{encoder}").get("completed"), "settings": settings}
+    rel = f"slide_embeddings/{emb.method}"
+    if store.has(rel) and not overwrite:
+        attrs = store.node_attrs(rel)
+        if attrs.get("features_completed") == provenance["features_completed"] and attrs.get("settings") == settings:
+            raise Skip("slide embedding up to date", dim=attrs.get("dim"))
+    table = cohort.encode_stores([store.path], emb.method, [cohort.EncoderSpec(encoder, encoder)], slide_fn,
+                                 provenance=provenance)
+    row = table.iloc[0]
+    if row["status"] != "ok":
+        raise StoreError(store.path, str(row["error"]))
+    return {"dim": int(row["dim"]), "embedded_tiles": int(row["n_tiles"])}
+
+
+# ---------------------------------------------------------------------------------- cohort stages
+@contextlib.contextmanager
+def _cohort_lock(cfg: RunConfig, name: str) -> Iterator[None]:
+    try:
+        with hold(cfg.out, f"{COHORT_LOCKS}/{name}", stale_after_s=cfg.lock.stale_after_s, wait_s=cfg.lock.wait_s):
+            yield
+    except LockHeldError as held:
+        raise Skip(f"in progress elsewhere ({held.owner_text})", locked_by=held.owner_text) from None
+
+
+def fit_prototypes_stage(cfg: RunConfig, stores: list[Path], *, overwrite: bool = False) -> dict[str, Any]:
+    """Fit PANTHER prototypes on the run's feature stores, once (an existing file is kept)."""
+    from slidestream.slide_encoders import cohort
+    from slidestream.slide_encoders.prototypes import fit_prototypes
+
+    assert cfg.slide_embedding is not None
+    target, p = cfg.prototypes_path(), cfg.slide_embedding.panther
+    with _cohort_lock(cfg, "prototypes"):
+        if target.exists() and not overwrite:
+            raise Skip("prototypes exist (delete the file or set overwrite to refit)", file=target.name)
+        if not stores:
+            raise StoreError(cfg.out, f"no store has features/{cfg.encoder} to fit prototypes on")
+        protos = fit_prototypes(cohort.store_features(stores, cfg.encoder), p.k, samples_per_prototype=p.samples_per_prototype,
+                                seed=p.seed, encoder=cfg.encoder)
+        tmp = target.with_name(f".{target.stem}.{uuid.uuid4().hex[:8]}.npz")
+        written = protos.save(tmp)
+        os.replace(written.with_suffix(".json"), target.with_suffix(".json"))
+        os.replace(written, target)   # the .npz last: its presence means the pair is complete
+        return {"k": protos.k, "slides": len(stores), "file": target.name}
+
+
+def mil_stage(cfg: RunConfig, *, overwrite: bool = False) -> dict[str, Any]:
+    """Cross-validate the configured MIL model on the stores (skipped when the same run exists)."""
+    from slidestream.mil import StoreBagSource, cross_validate, read_labels
+
+    assert cfg.mil is not None and cfg.encoder is not None
+    run_dir = cfg.mil_out()
+    train = cfg.mil.train_config(cfg.encoder, cfg.mil.labels, cfg.out)
+    with _cohort_lock(cfg, "mil"):
+        done = run_dir / "metrics.json"
+        config_file = run_dir / "config.json"
+        if done.exists() and config_file.exists() and not overwrite \
+                and json.loads(config_file.read_text()) == json.loads(train.model_dump_json()):
+            raise Skip("MIL run with this config exists", run=str(run_dir))
+        labels = read_labels(cfg.mil.labels, train.task)
+        source = StoreBagSource.from_folder(cfg.out, cfg.encoder, cache=train.cache)
+        result = cross_validate(labels, source, train, run_dir)
+        return {"folds": train.folds, "slides": len(labels.table), "run": str(run_dir),
+                **{k: round(v["mean"], 4) for k, v in result.metrics["summary"].items()}}
+
+
+# ---------------------------------------------------------------------------------- the run
+@dataclass
+class RunReport:
+    """Outcomes per stage (in run order) for the slides of one run."""
+
+    run_id: str
+    sources: list[SlideSource]
+    stages: dict[str, BatchResult] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.stages.values())
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failed else 0
+
+    def per_slide(self) -> BatchResult:
+        """One outcome per slide: failed if any stage failed, ok if any did work, else skipped."""
+        combined = []
+        for source in self.sources:
+            outcomes = {s: o for s, r in self.stages.items() for o in r.outcomes if o.path == source.path}
+            statuses = [o.status for o in outcomes.values()]
+            status = "failed" if "failed" in statuses else "ok" if "ok" in statuses else "skipped"
+            reason = next((f"{s}: {o.reason}" for s, o in outcomes.items() if o.status == "failed"), "")
+            details: dict[str, Any] = {f"{s}_s": round(o.seconds, 2) for s, o in outcomes.items()}
+            for o in outcomes.values():
+                details.update({k: v for k, v in o.details.items() if k in ("tiles", "features", "dim")})
+            combined.append(SlideOutcome(source.path, status, reason, sum(o.seconds for o in outcomes.values()), details))  # type: ignore[arg-type]
+        return BatchResult(combined)
+
+    def stage_lines(self) -> list[str]:
+        return [f"{stage}: {result.summary_line()}" for stage, result in self.stages.items()]
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every (stage, slide) outcome, for ``--report`` (tracebacks included, for debugging)."""
+        return [{"stage": stage, "slide_id": slide_id_for(o.path), **o.row()}
+                for stage, result in self.stages.items() for o in result.outcomes]
+
+    def write(self, path: str | Path, cfg: RunConfig) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"run_id": self.run_id, "config": cfg.model_dump(mode="json"), "exit_code": self.exit_code,
+                "outcomes": self.rows()}
+        path.write_text(json.dumps(data, indent=1, default=str) + "\n")
+        return path
+
+
+def manifest_stage(cfg: RunConfig, stage: str) -> str:
+    """The manifest's stage name: the store node family, as the single-stage commands write it."""
+    if stage == "features":
+        return f"features/{cfg.encoder}"
+    if stage == "slide_embedding" and cfg.slide_embedding is not None:
+        return f"slide_embeddings/{cfg.slide_embedding.method}"
+    return stage
+
+
+def record_manifest(out: Path, result: BatchResult, stage: str, run_id: str | None = None) -> Path | None:
+    """``update_manifest`` under the folder's manifest lock, leaving out slides locked elsewhere.
+
+    Their owner writes their row; ours ("in progress elsewhere") would overwrite its "ok".
+    """
+    kept = [o for o in result.outcomes if "locked_by" not in o.details]
+    if not kept:
+        return None
+    with hold(out, f"{COHORT_LOCKS}/manifest", wait_s=300.0, stale_after_s=120.0):
+        return update_manifest(out, BatchResult(kept), stage, run_id)
+
+
+def _not_run(report: RunReport, blocked: Sequence[SlideSource]) -> list[SlideOutcome]:
+    """Rows for slides an earlier stage failed: the manifest must not keep an old "ok" for them."""
+    rows = []
+    for source in blocked:
+        cause = next((stage for stage, result in report.stages.items()
+                      if any(o.path == source.path for o in result.failed)), "an earlier stage")
+        rows.append(SlideOutcome(source.path, "failed", f"not run: {cause} failed", details={"error_type": "NotRun"}))
+    return rows
+
+
+def load_run_encoder(cfg: RunConfig) -> Any:
+    """The configured encoder, loaded once; a missing weight file is a config error (exit 2)."""
+    from slidestream.encoders import load_encoder
+    from slidestream.errors import SlideStreamError
+
+    f = cfg.features
+    assert f is not None
+    try:
+        return load_encoder(f.encoder, f.weights, random_init=f.random_init, device=f.device, precision=f.precision,
+                            channels_last=f.channels_last, compile=f.compile)
+    except (SlideStreamError, ValueError) as exc:
+        raise ConfigError(f.weights, f"features: {exc}") from None
+
+
+def choose_stages(cfg: RunConfig, only: Sequence[str] | None) -> list[str]:
+    configured = cfg.stages()
+    if not only:
+        return list(configured)
+    for stage in only:
+        if stage not in STAGES:
+            raise ConfigError(None, f"--stage {stage!r}; allowed: {', '.join(STAGES)}")
+        if stage not in configured:
+            raise ConfigError(None, f"--stage {stage}: not configured by this config (its stages: {', '.join(configured)})")
+    return [s for s in configured if s in only]
+
+
+def run_pipeline(cfg: RunConfig, *, stages: Sequence[str] | None = None, slide_ids: Sequence[str] | None = None,
+                 console: Console | None = None, show_progress: bool = True, run_id: str | None = None) -> RunReport:
+    """Run the chosen stages (default: all the config asks for) and record them in the manifest.
+
+    ``cfg.overwrite`` applies to the first stage of this call only: recomputing it invalidates what
+    depends on it, which the following stages then rebuild without being told to overwrite.
+    """
+    chosen = choose_stages(cfg, stages)
+    sources = resolve_sources(cfg, slide_ids)
+    report = RunReport(run_id or new_run_id(), sources)
+    console = console or Console(stderr=True)
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    first = chosen[0] if chosen else None
+    ctx = StageContext()
+    if "features" in chosen and sources:
+        ctx.encoder = load_run_encoder(cfg)
+    pending = list(sources)
+
+    front = [s for s in chosen if s in ("tissue", "tiles")]
+    if cfg.dask.enabled and front and pending:
+        from slidestream.pipeline.distributed import run_front_distributed
+
+        overwrite_stage = first if cfg.overwrite else None
+        report.stages.update(run_front_distributed(cfg, pending, front, overwrite_stage=overwrite_stage,
+                                                   console=console, show_progress=show_progress))
+        for stage in front:
+            record_manifest(cfg.out, report.stages[stage], manifest_stage(cfg, stage), report.run_id)
+        failed = {o.path for stage in front for o in report.stages[stage].failed}
+        pending = [s for s in pending if s.path not in failed]
+
+    for stage in chosen:
+        if stage in report.stages:
+            continue
+        overwrite = cfg.overwrite and stage == first
+        if stage in COHORT_STAGES:
+            result = _run_cohort_stage(cfg, stage, report, overwrite=overwrite)
+            if result is None:
+                continue
+        else:
+            blocked = [s for s in sources if s not in pending]
+            if stage == "slide_embedding" and cfg.slide_embedding and cfg.slide_embedding.method == "panther":
+                _load_prototypes(cfg, ctx)
+            result = _run_slide_stage(cfg, stage, pending, ctx, overwrite=overwrite, console=console,
+                                      show_progress=show_progress)
+            result = BatchResult(result.outcomes + _not_run(report, blocked))
+            pending = [s for s in pending if s.path not in {o.path for o in result.failed}]
+        report.stages[stage] = result
+        record_manifest(cfg.out, result, manifest_stage(cfg, stage), report.run_id)
+    return report
+
+
+def _run_slide_stage(cfg: RunConfig, stage: str, sources: list[SlideSource], ctx: StageContext, *,
+                     overwrite: bool, console: Console, show_progress: bool) -> BatchResult:
+    by_path = {s.path: s for s in sources}
+    return run_batch(list(by_path), lambda p: run_stage(cfg, stage, by_path[p], ctx, overwrite=overwrite),
+                     description=stage, console=console, show_progress=show_progress)
+
+
+def _run_cohort_stage(cfg: RunConfig, stage: str, report: RunReport, *, overwrite: bool) -> BatchResult | None:
+    if stage == "prototypes":
+        target = cfg.prototypes_path()
+        if cfg.shard is not None:
+            return BatchResult([SlideOutcome(target, "skipped", "cohort stage: run it once without shard")])
+        stores = [store_path(cfg.out, s.slide_id) for s in report.sources
+                  if (store_path(cfg.out, s.slide_id) / "features" / str(cfg.encoder) / "zarr.json").exists()]
+        return run_batch([target], lambda _: fit_prototypes_stage(cfg, stores, overwrite=overwrite),
+                         description="prototypes", show_progress=False)
+    if stage == "mil":
+        target = cfg.mil_out()
+        if cfg.shard is not None:
+            return BatchResult([SlideOutcome(target, "skipped", "cohort stage: run it once without shard")])
+        return run_batch([target], lambda _: mil_stage(cfg, overwrite=overwrite), description="mil", show_progress=False)
+    return None
+
+
+def _load_prototypes(cfg: RunConfig, ctx: StageContext) -> None:
+    from slidestream.slide_encoders.prototypes import load_prototypes
+
+    try:
+        ctx.prototypes = load_prototypes(cfg.prototypes_path())
+    except ConfigError as exc:
+        ctx.prototypes_error = exc
