@@ -7,16 +7,17 @@ search ``load_encoder`` does), so it is instant and works offline.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from slidestream.cli._app import app
-from slidestream.encoders import all_specs, resolve_weights
-from slidestream.encoders.spec import EncoderSpec
 from slidestream.errors import WeightsError
+
+if TYPE_CHECKING:
+    from slidestream.encoders.spec import EncoderSpec
 
 
 def _human(n: int) -> str:
@@ -32,6 +33,8 @@ def _weights_status(spec: EncoderSpec) -> tuple[str | None, str]:
     if not spec.requires_weights:
         return None, "built-in (no weights)"
     try:
+        from slidestream.encoders import resolve_weights
+
         path = resolve_weights(spec)
     except WeightsError as exc:  # e.g. an unreadable folder in $SLIDESTREAM_WEIGHTS
         return None, f"error: {exc.reason}"
@@ -70,6 +73,8 @@ def encoders(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array on stdout.")] = False,
 ) -> None:
     """List the patch encoders: size, input, scale, and whether weights are on this machine."""
+    from slidestream.encoders import all_specs  # torch/timm load only for this command
+
     records = [_record(spec) for spec in all_specs()]
     if as_json:
         typer.echo(json.dumps(records, indent=2))
