@@ -61,3 +61,15 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def write_run_report(out: Path) -> None:
+    """Refresh ``OUT/report/index.html`` after a batch; a report problem never fails the batch."""
+    try:
+        from slidestream.viz.report import write_report
+
+        path = write_report(out)
+    except Exception as exc:  # the batch's result stands whatever happens to its picture book
+        err_console.print(f"[yellow]warning[/yellow] run report not written: {type(exc).__name__}: {exc}")
+        return
+    err_console.print(f"report: {path}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import err_console, print_summary
+from slidestream.cli._common import err_console, print_summary, write_run_report
 from slidestream.cli.tiles import (
     BackendOpt,
     DefaultMppOpt,
@@ -77,6 +77,7 @@ def extract_command(
                        description="extract")
     record_manifest(out, result, f"features/{model.spec.name}")
     print_summary(result, f"features/{model.spec.name}", columns=["features", "dim", "reader"])
+    write_run_report(out)
     raise typer.Exit(result.exit_code)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import err_console, print_summary
+from slidestream.cli._common import err_console, print_summary, write_run_report
 from slidestream.errors import ConfigError
 from slidestream.pipeline.config import STAGES, load_config
 
@@ -50,4 +50,6 @@ def run_command(
     for stage, outcome in ((s, o) for s, r in result.stages.items() for o in r.outcomes if s in ("prototypes", "mil")):
         err_console.print(f"  {stage} {outcome.status}: {outcome.reason or outcome.path}", soft_wrap=True, highlight=False)
     err_console.print(f"manifest: {cfg.out / 'manifest.csv'}", highlight=False)
+    if not slide:  # a per-slide workflow job leaves the report to the end of the workflow
+        write_run_report(cfg.out)
     raise typer.Exit(result.exit_code)

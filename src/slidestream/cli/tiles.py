@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from slidestream.cli._app import app
-from slidestream.cli._common import collect_entries, err_console, print_summary
+from slidestream.cli._common import collect_entries, err_console, print_summary, write_run_report
 from slidestream.errors import ConfigError
 from slidestream.pipeline.batch import run_batch
 from slidestream.pipeline.run import record_manifest
@@ -74,6 +74,7 @@ def tissue_command(
                        description="tissue")
     record_manifest(out, result, "tissue")
     print_summary(result, "tissue", columns=["tissue_pieces", "tissue_area_mm2", "pen_fraction"])
+    write_run_report(out)
     raise typer.Exit(result.exit_code)
 
 
@@ -111,4 +112,5 @@ def tile_command(
                        description="tiles")
     record_manifest(out, result, "tiles")
     print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])
+    write_run_report(out)
     raise typer.Exit(result.exit_code)
