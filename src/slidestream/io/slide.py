@@ -8,6 +8,7 @@ composited on white, and the resolution is resolved once, with its source record
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from PIL import Image
 from slidestream.errors import MissingMppError, ResolutionError, SlideReadError
 from slidestream.io.backend import Backend, composite_on_white
 from slidestream.io.geometry import MPP_TOLERANCE, ReadPlan, plan_read
+from slidestream.io.jpeg_tiles import DecodedTileCache, JpegPyramid, dct_scale
 from slidestream.io.metadata import Resolution, objective_power, resolution_from_properties, vendor
 
 # Largest block read in one call when assembling a low-resolution image: bounds RAM whatever
@@ -213,30 +215,47 @@ class Slide:
     def _assemble(self, out_w: int, out_h: int) -> np.ndarray:
         """Build an (out_h, out_w) image of the whole slide from the coarsest sufficient level.
 
-        Blocks of at most ``_BLOCK`` level pixels are read and resized one at a time, so a
-        single-level gigapixel file costs one block of RAM, not the whole level.
+        Blocks of the level are read and resized one at a time, so a single-level gigapixel file
+        costs one block of RAM, not the whole level. On JPEG-tiled pyramids the blocks are
+        decoded at a reduced DCT scale when the output is at least 2x smaller than the level:
+        the thumbnail of a 100k-pixel slide then decodes a few MB instead of a few hundred.
         """
         scale_needed = self.width / out_w  # level-0 px per output px
         level = max((i for i, d in enumerate(self.level_downsamples) if d <= scale_needed * (1 + 1e-6)), default=0)
         lw, lh = self.level_dimensions[level]
-        if lw * lh > _BLOCK * _BLOCK:
-            return self._assemble_blocks(level, out_w, out_h)
-        return resize_rgb(self.read_region((0, 0), level, (lw, lh)), (out_w, out_h))
+        s = min(dct_scale(lw, out_w), dct_scale(lh, out_h))
+        if s > 1:
+            pyramid = JpegPyramid.open(self.path, list(self.level_dimensions), DecodedTileCache(32 << 20))
+            if pyramid is not None:
+                with pyramid:
+                    def read_scaled(bx: int, by: int, bw: int, bh: int) -> np.ndarray:
+                        rw, rh = -(-bw // s), -(-bh // s)
+                        return pyramid.read(level, bx, by, rw * s, rh * s, s)[:rh, :rw]
 
-    def _assemble_blocks(self, level: int, out_w: int, out_h: int) -> np.ndarray:
-        lw, lh = self.level_dimensions[level]
+                    return self._assemble_blocks(level, out_w, out_h, _BLOCK * s, read_scaled)
+        if lw * lh <= _BLOCK * _BLOCK:
+            return resize_rgb(self.read_region((0, 0), level, (lw, lh)), (out_w, out_h))
         down = self.level_downsamples[level]
+
+        def read_full(bx: int, by: int, bw: int, bh: int) -> np.ndarray:
+            return self.read_region((round(bx * down), round(by * down)), level, (bw, bh))
+
+        return self._assemble_blocks(level, out_w, out_h, _BLOCK, read_full)
+
+    def _assemble_blocks(self, level: int, out_w: int, out_h: int, step: int,
+                         read: Callable[[int, int, int, int], np.ndarray]) -> np.ndarray:
+        """Tile the level in ``step``-pixel blocks; ``read`` returns a block at any resolution."""
+        lw, lh = self.level_dimensions[level]
         sx, sy = out_w / lw, out_h / lh
         out = np.empty((out_h, out_w, 3), dtype=np.uint8)
-        for by in range(0, lh, _BLOCK):
-            for bx in range(0, lw, _BLOCK):
-                bw, bh = min(_BLOCK, lw - bx), min(_BLOCK, lh - by)
+        for by in range(0, lh, step):
+            for bx in range(0, lw, step):
+                bw, bh = min(step, lw - bx), min(step, lh - by)
                 tx0, ty0 = round(bx * sx), round(by * sy)
                 tx1, ty1 = round((bx + bw) * sx), round((by + bh) * sy)
                 if tx1 <= tx0 or ty1 <= ty0:
                     continue
-                block = self.read_region((round(bx * down), round(by * down)), level, (bw, bh))
-                out[ty0:ty1, tx0:tx1] = resize_rgb(block, (tx1 - tx0, ty1 - ty0))
+                out[ty0:ty1, tx0:tx1] = resize_rgb(read(bx, by, bw, bh), (tx1 - tx0, ty1 - ty0))
         return out
 
     # ------------------------------------------------------------------ description
