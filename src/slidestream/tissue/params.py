@@ -15,7 +15,7 @@ class TissueParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mpp: float | None = Field(None, gt=0, description="Working resolution (um/px); None picks 2-16 um/px from the slide size.")
-    target_long_side_px: int = Field(2048, ge=256, le=16384, description="Long side of the working image when mpp is None.")
+    target_long_side_px: int = Field(1024, ge=256, le=16384, description="Long side of the working image when mpp is None.")
     median_um: float = Field(40.0, ge=0, description="Median blur diameter applied to saturation before thresholding.")
     min_saturation: float = Field(0.05, ge=0, le=1, description="Floor on the Otsu threshold: blank glass never counts as tissue.")
     max_saturation_threshold: float = Field(0.25, ge=0, le=1, description="Cap on the Otsu threshold, so pale IHC survives a strongly stained neighbour.")
