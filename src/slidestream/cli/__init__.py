@@ -15,10 +15,16 @@ from slidestream.cli import (  # noqa: F401  (importing registers the commands)
     tiles,
 )
 from slidestream.cli._app import app
+from slidestream.cli._common import err_console
+from slidestream.errors import SlideStreamError
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SlideStreamError as exc:  # a run-level error (e.g. the manifest on a full disk): a message, not a traceback
+        err_console.print(f"[red]error[/red] {exc}", soft_wrap=True)
+        raise SystemExit(1) from None
 
 
 __all__ = ["app", "main"]

@@ -75,8 +75,8 @@ def extract_command(
                        lambda p: locked(out, by_path[p], lambda: run_extract(by_path[p], out, model, options, tiling=tiling,
                                                                              overwrite=overwrite)),
                        description="extract")
-    record_manifest(out, result, f"features/{model.spec.name}")
     print_summary(result, f"features/{model.spec.name}", columns=["features", "dim", "reader"])
+    record_manifest(out, result, f"features/{model.spec.name}")
     write_run_report(out)
     raise typer.Exit(result.exit_code)
 

@@ -72,8 +72,8 @@ def tissue_command(
     result = run_batch([s.path for s in sources],
                        lambda p: locked(out, by_path[p], lambda: run_tissue(by_path[p], out, params, overwrite=overwrite)),
                        description="tissue")
-    record_manifest(out, result, "tissue")
     print_summary(result, "tissue", columns=["tissue_pieces", "tissue_area_mm2", "pen_fraction"])
+    record_manifest(out, result, "tissue")
     write_run_report(out)
     raise typer.Exit(result.exit_code)
 
@@ -110,7 +110,7 @@ def tile_command(
                        lambda p: locked(out, by_path[p], lambda: run_tiles(by_path[p], out, tiling, tissue, selection=selection,
                                                                            overwrite=overwrite)),
                        description="tiles")
-    record_manifest(out, result, "tiles")
     print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])
+    record_manifest(out, result, "tiles")
     write_run_report(out)
     raise typer.Exit(result.exit_code)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from slidestream.errors import StoreError
 from slidestream.pipeline.batch import BatchResult
 
 MANIFEST_NAME = "manifest.csv"
@@ -62,6 +63,11 @@ def update_manifest(out: str | Path, result: BatchResult, stage: str, run_id: st
         new = pd.concat([old[keep], new], ignore_index=True)
     path = out / MANIFEST_NAME
     tmp = out / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
-    new.to_csv(tmp, index=False)
-    tmp.replace(path)
+    try:
+        new.to_csv(tmp, index=False)
+        tmp.replace(path)
+    except OSError as exc:  # e.g. a full disk: say so, and leave no half-written temporary behind
+        tmp.unlink(missing_ok=True)
+        raise StoreError(path, f"cannot write the run manifest ({exc.strerror or exc}); "
+                               "the previous manifest, if any, is unchanged") from exc
     return path

@@ -218,8 +218,8 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
         result = extract_store(spec, store, encoder, options, overwrite=overwrite, progress=report_items)
     except FeaturesDone as done:
         raise Skip("features already extracted", features=done.rows) from None
-    if not result["features"]:
-        result["note"] = _why_nothing_to_embed(store, options.selection)
+    if not result["features"]:  # keep extraction's own note (e.g. a scale mismatch) after the reason
+        result["note"] = "; ".join(n for n in (_why_nothing_to_embed(store, options.selection), result.get("note")) if n)
     return result
 
 

@@ -27,8 +27,9 @@ def coverage_scale(level0_size: tuple[int, int], tile_extent0: float) -> float:
 
 
 def integral_image(mask: np.ndarray) -> np.ndarray:
-    out = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int64), axis=1, out=out[1:, 1:])
+    # int32 is exact here: the mask has at most MAX_MASK_PIXELS (< 2**31) pixels; half the RAM of int64
+    out = np.zeros((mask.shape[0] + 1, mask.shape[1] + 1), dtype=np.int32)
+    np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=out[1:, 1:])
     return out
 
 

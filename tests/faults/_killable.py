@@ -1,0 +1,80 @@
+"""``slidestream extract`` with a pause at a chosen point, for the SIGKILL tests.
+
+    python -m tests.faults._killable MODE MARKER -- <extract arguments>
+
+Feature rows are written in chunks of 8 (the CLI's default is 1024) so a small slide has many
+chunks. MODE picks where the process announces itself (writes the store being written into MARKER) and
+then sleeps, so the test can kill it exactly there:
+
+  none    no pause: a clean run with the same chunking
+  chunk   after the 2nd chunk of a slide's feature rows reached the disk, before the writer records it
+  commit  after the last row, just before the finished array is renamed into place
+  slow    no pause, but every chunk of feature rows takes SLOW_S longer (so concurrent runs overlap)
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+import zarr
+
+import slidestream.cli.extract as extract_cli
+from slidestream.cli import main
+from slidestream.extraction import ExtractOptions
+from slidestream.store import slide_store
+
+PAUSE_S = 120.0
+SLOW_S = 1.5
+
+
+def pause_here(marker: Path, store: Path) -> None:
+    marker.write_text(str(store))
+    time.sleep(PAUSE_S)
+
+
+def install(mode: str, marker: Path) -> None:
+    extract_cli.ExtractOptions = functools.partial(ExtractOptions, chunk_rows=8)  # type: ignore[assignment]
+    if mode == "chunk":
+        real_setitem = zarr.Array.__setitem__
+        writes: dict[str, int] = {}
+
+        def setitem(self, key, value):
+            real_setitem(self, key, value)
+            path = str(self.store_path)
+            if "/features/_partial-" in path:
+                writes[path] = writes.get(path, 0) + 1
+                if writes[path] == 2:
+                    pause_here(marker, Path(path.split("://", 1)[-1]).parents[1])
+
+        zarr.Array.__setitem__ = setitem  # type: ignore[method-assign]
+    elif mode == "commit":
+        real_swap = slide_store.SlideStore._swap_into_place
+
+        def swap(self, tmp_path, final):
+            if Path(final).parent.name == "features":
+                pause_here(marker, Path(final).parents[1])
+            return real_swap(self, tmp_path, final)
+
+        slide_store.SlideStore._swap_into_place = swap  # type: ignore[method-assign]
+    elif mode == "slow":
+        real_setitem_slow = zarr.Array.__setitem__
+
+        def slow_setitem(self, key, value):
+            real_setitem_slow(self, key, value)
+            if "/features/_partial-" in str(self.store_path):
+                time.sleep(SLOW_S)
+
+        zarr.Array.__setitem__ = slow_setitem  # type: ignore[method-assign]
+    elif mode != "none":
+        raise SystemExit(f"unknown mode {mode}")
+
+
+if __name__ == "__main__":
+    mode, marker, sep, *rest = sys.argv[1:]
+    assert sep == "--", "usage: MODE MARKER -- <extract arguments>"
+    install(mode, Path(marker))
+    sys.argv = ["slidestream", "extract", *rest]
+    main()
