@@ -130,8 +130,12 @@ class JpegTileReader:
 
 
 def open_tile_reader(spec: SlideSpec, tiles_attrs: dict[str, Any], *, fast: bool = True, workers: int = 4,
-                     cache_bytes: int | None = None) -> TileReader:
-    """The fastest exact-enough reader for this slide and tile geometry."""
+                     cache_bytes: int | None = None, span0: int | None = None) -> TileReader:
+    """The fastest exact-enough reader for this slide and tile geometry.
+
+    ``span0`` is the level-0 width the tiles to read cover (their x-extent); the decoded-tile
+    cache is sized to two rows of JPEG tiles across it, not across the whole slide.
+    """
     geometry = TileGeometry.from_attrs(tiles_attrs)
     with open_slide(spec.path, backend=spec.backend, mpp=spec.mpp, default_mpp=spec.default_mpp) as slide:  # type: ignore[arg-type]
         dims = list(slide.level_dimensions)
@@ -144,7 +148,8 @@ def open_tile_reader(spec: SlideSpec, tiles_attrs: dict[str, Any], *, fast: bool
             # Enough decoded tiles for two rows of JPEG tiles across the level (the row of output
             # tiles below reuses the upper one) plus a batch; bounded, so RAM stays flat.
             tile_h = pyramid.levels[geometry.level].tile_h
-            two_rows = 2 * (level_width // reader.scale + 1) * (tile_h // reader.scale + 1) * 3
+            width = level_width if span0 is None else min(level_width, int(span0 / downsample) + reader.read_w)
+            two_rows = 2 * (width // reader.scale + 1) * (tile_h // reader.scale + 1) * 3
             pyramid.cache.max_bytes = cache_bytes or int(min(1 << 30, max(64 << 20, 2 * two_rows)))
             return reader
     return BackendTileReader(spec, geometry, workers)

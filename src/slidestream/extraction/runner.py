@@ -74,7 +74,8 @@ def extract_store(spec: SlideSpec, store: SlideStore, encoder: Any, options: Ext
     coords = tiles.coords[rows]
     name = encoder.spec.name
     rel = f"features/{name}"
-    reader = open_tile_reader(spec, tiles.attrs, fast=options.fast_read, workers=options.workers)
+    span0 = int(np.ptp(coords[:, 0]) + tiles.attrs["level0_size"][0]) if len(coords) else None
+    reader = open_tile_reader(spec, tiles.attrs, fast=options.fast_read, workers=options.workers, span0=span0)
     try:
         provenance = feature_provenance(encoder, tiles.attrs, options, reader.name)
         if store.has(rel):

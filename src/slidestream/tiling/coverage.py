@@ -7,6 +7,8 @@ candidate tiles costs one vectorised expression, not a million polygon intersect
 from __future__ import annotations
 
 import numpy as np
+import shapely
+import shapely.affinity
 from shapely.geometry.base import BaseGeometry
 
 from slidestream.tissue.polygons import rasterize
@@ -47,13 +49,23 @@ def tissue_fractions(
     coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
     if len(coords) == 0 or geometry is None or geometry.is_empty:
         return np.zeros(len(coords), dtype=np.float32)
-    s = scale or coverage_scale(level0_size, max(extent0))
     w, h = level0_size
-    mw, mh = max(1, int(np.ceil(w / s))), max(1, int(np.ceil(h / s)))
-    # The mask spans [0, mw*s) >= the slide; beyond the slide there is no tissue to count.
-    mask = rasterize(geometry, (mh, mw), (s, s))
+    # Only the tissue's bounding box is rasterised: RAM follows the tissue, not the slide.
+    minx, miny, maxx, maxy = geometry.bounds
+    minx, miny = max(minx, 0.0), max(miny, 0.0)
+    maxx, maxy = min(maxx, float(w)), min(maxy, float(h))
+    if maxx <= minx or maxy <= miny:
+        return np.zeros(len(coords), dtype=np.float32)
+    s = scale or coverage_scale((int(maxx - minx) + 1, int(maxy - miny) + 1), max(extent0))
+    c_lo, r_lo = int(np.floor(minx / s)), int(np.floor(miny / s))
+    mw = max(1, int(np.ceil(maxx / s)) - c_lo)
+    mh = max(1, int(np.ceil(maxy / s)) - r_lo)
+    # Mask pixel (r, c) covers level-0 [(c + c_lo) * s, ...); the slide edge stays a hard limit
+    # because the box above was clipped to it.
+    shifted = shapely.affinity.translate(geometry.intersection(shapely.box(0, 0, w, h)), -c_lo * s, -r_lo * s)
+    mask = rasterize(shifted, (mh, mw), (s, s))
     table = integral_image(mask)
-    x0, y0 = coords[:, 0] / s, coords[:, 1] / s
+    x0, y0 = coords[:, 0] / s - c_lo, coords[:, 1] / s - r_lo
     x1, y1 = x0 + extent0[0] / s, y0 + extent0[1] / s
     inside = (_sample(table, x1, y1) - _sample(table, x0, y1) - _sample(table, x1, y0) + _sample(table, x0, y0))
     area = (x1 - x0) * (y1 - y0)
