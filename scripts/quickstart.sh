@@ -10,7 +10,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch first, pinned: these exact wheels are the tested ones (CPU or CUDA, same wheel).
 .venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test,workflow]"
 SAMPLE=$(.venv/bin/python -c "from slidestream.data import sample_slide; print(sample_slide())")
 OUT=${OUT:-out/quickstart}
 .venv/bin/slidestream info "$SAMPLE"
