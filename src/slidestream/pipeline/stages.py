@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shapely.geometry import shape
-from shapely.ops import unary_union
 
 from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
@@ -27,7 +25,13 @@ from slidestream.store import SlideStore
 from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLock
 from slidestream.tiling import tile_slide
 from slidestream.tiling.params import SelectionParams, TilingParams
-from slidestream.tissue import TissueParams, detect_tissue, to_feature_collection, write_geojson
+from slidestream.tissue import (
+    TissueParams,
+    detect_tissue,
+    geometry_from_feature_collection,
+    to_feature_collection,
+    write_geojson,
+)
 from slidestream.viz.overlay import draw_overlay, save_png
 
 
@@ -128,8 +132,7 @@ def _existing_store(out: Path, source: SlideSource) -> SlideStore | None:
 
 
 def tissue_geometry(store: SlideStore):
-    features = store.read_tissue_geojson().get("features", [])
-    return unary_union([shape(f["geometry"]) for f in features]) if features else None
+    return geometry_from_feature_collection(store.read_tissue_geojson())
 
 
 # ---------------------------------------------------------------------------------- tiles

@@ -1,7 +1,12 @@
 """Tissue detection: saturation/Otsu masks, pen-mark rejection, polygons and GeoJSON."""
 
 from slidestream.tissue.detect import TissueResult, detect_tissue, working_mpp
-from slidestream.tissue.geojson import read_geojson, to_feature_collection, write_geojson
+from slidestream.tissue.geojson import (
+    geometry_from_feature_collection,
+    read_geojson,
+    to_feature_collection,
+    write_geojson,
+)
 from slidestream.tissue.masks import tissue_mask
 from slidestream.tissue.params import TissueParams
 from slidestream.tissue.polygons import mask_to_polygons, rasterize
@@ -10,6 +15,7 @@ __all__ = [
     "TissueParams",
     "TissueResult",
     "detect_tissue",
+    "geometry_from_feature_collection",
     "mask_to_polygons",
     "rasterize",
     "read_geojson",

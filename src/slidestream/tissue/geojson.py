@@ -8,6 +8,8 @@ from typing import Any
 
 import geopandas as gpd
 from shapely.geometry import mapping, shape
+from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 
 TISSUE_CLASS = {"name": "Tissue", "color": [80, 180, 80]}
 
@@ -30,6 +32,12 @@ def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
     tmp.write_text(json.dumps(to_feature_collection(gdf)))
     tmp.replace(path)
     return path
+
+
+def geometry_from_feature_collection(collection: dict[str, Any]) -> BaseGeometry | None:
+    """The union of a FeatureCollection's geometries (e.g. a store's tissue), None when empty."""
+    geoms = [shape(f["geometry"]) for f in collection.get("features", []) if f.get("geometry")]
+    return unary_union(geoms) if geoms else None
 
 
 def read_geojson(path: Path) -> gpd.GeoDataFrame:

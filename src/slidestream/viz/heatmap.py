@@ -20,11 +20,10 @@ from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from shapely.geometry import shape
-from shapely.ops import unary_union
 
 from slidestream.errors import SlideStreamError, StoreError
 from slidestream.store import SlideStore
+from slidestream.tissue.geojson import geometry_from_feature_collection
 from slidestream.viz.overlay import draw_overlay, save_png
 
 __all__ = [
@@ -306,11 +305,7 @@ def _rows_coords(store: SlideStore, rows: str) -> np.ndarray:
 
 
 def _tissue(store: SlideStore) -> Any:
-    if not store.has("tissue"):
-        return None
-    features = store.read_tissue_geojson().get("features", [])
-    geoms = [shape(f["geometry"]) for f in features if f.get("geometry")]
-    return unary_union(geoms) if geoms else None
+    return geometry_from_feature_collection(store.read_tissue_geojson()) if store.has("tissue") else None
 
 
 def tile_layer(store: SlideStore, name: str) -> TileLayer:
