@@ -5,7 +5,8 @@ random weights go through a safetensors file and ``load_encoder(weights=...)`` a
 same embeddings. For Hibou-L and Phikon-v2 the file round trip is skipped to keep the suite short:
 they are the same classes as Hibou-B / Phikon at another size (round-tripped here), and their key
 names and shapes are pinned on the meta device in ``test_specs.py``; UNI keeps a ViT-L round trip.
-The models above 320M are covered on the meta device only.
+The 0.6-0.7B models (UNI2-h, Virchow, Virchow2) run one tile and a full-size round trip; only the
+>1B models (H-optimus, GigaPath) stay on the meta device.
 
 The layout tests write checkpoints the way the original projects publish them (DataParallel
 wrappers, CoCa ``visual.``/``text.`` trees, ``vit.`` prefixes, full ResNets) and check that they
@@ -33,6 +34,8 @@ from slidestream.encoders.hf_layout import HFVisionTransformer
 from tests.encoders._helpers import random_tiles
 
 MEDIUM = [s.name for s in all_specs() if s.expected_params <= 320_000_000]
+# Below 1B parameters a CPU forward is affordable (~25 s each with the 2.7 GB round trip).
+LARGE = [s.name for s in all_specs() if 320_000_000 < s.expected_params < 1_000_000_000]
 FORWARD_ONLY = {"hibou-l", "phikon-v2"}
 
 
@@ -71,6 +74,20 @@ def test_forward_and_safetensors_round_trip(name: str, tmp_path: Path) -> None:
     path = _save(enc.model, tmp_path / "random.safetensors")
     again = load_encoder(name, weights=path)
     assert again.weights_sha256 != "random-init" and len(again.weights_sha256) == 64
+    np.testing.assert_allclose(again(tiles), first, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", LARGE)
+def test_large_encoders_forward_and_round_trip(name: str, tmp_path: Path) -> None:
+    spec = get_spec(name)
+    tiles = random_tiles(name, n=1)
+    enc = load_encoder(name, random_init=True)
+    first = enc(tiles)
+    assert first.shape == (1, spec.embed_dim) and np.isfinite(first).all() and np.ptp(first) > 0
+    path = _save(enc.model, tmp_path / "random.safetensors")
+    del enc
+    again = load_encoder(name, weights=path)
     np.testing.assert_allclose(again(tiles), first, rtol=0, atol=1e-6)
 
 
