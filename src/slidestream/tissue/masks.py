@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
-from scipy import ndimage
-from skimage.filters import rank, threshold_otsu
-from skimage.morphology import disk, remove_small_holes, remove_small_objects
+from skimage.filters import threshold_otsu
+from skimage.morphology import remove_small_holes, remove_small_objects
 
 from slidestream.tissue.params import TissueParams
 
@@ -33,16 +33,12 @@ def _odd(n: float) -> int:
 
 
 def hsv_channels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue (degrees), saturation and value in float32 (skimage's float64 rgb2hsv is 5x slower)."""
-    rgb = rgb.astype(np.float32) / 255.0
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    val = rgb.max(axis=2)
-    delta = val - rgb.min(axis=2)
-    sat = np.divide(delta, val, out=np.zeros_like(val), where=val > 0)
-    safe = np.where(delta > 0, delta, 1.0)
-    hue = np.where(val == r, (g - b) / safe % 6.0, np.where(val == g, (b - r) / safe + 2.0, (r - g) / safe + 4.0))
-    hue = np.where(delta > 0, hue * 60.0, 0.0).astype(np.float32)
-    return hue, sat, val
+    """Hue (degrees), saturation and value (0-1) in float32.
+
+    OpenCV's converter is exact on float input and ~20x faster than numpy channel arithmetic.
+    """
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32) * np.float32(1 / 255), cv2.COLOR_RGB2HSV)
+    return hsv[..., 0], hsv[..., 1], hsv[..., 2]
 
 
 def pen_mask(hsv: tuple[np.ndarray, np.ndarray, np.ndarray], params: TissueParams, mpp: float) -> np.ndarray:
@@ -58,23 +54,40 @@ def pen_mask(hsv: tuple[np.ndarray, np.ndarray, np.ndarray], params: TissueParam
     return pen
 
 
+def _disk(radius: float) -> np.ndarray:
+    """Euclidean disk (distance <= radius) as an OpenCV structuring element."""
+    r = int(np.floor(radius))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (xx * xx + yy * yy <= radius * radius).astype(np.uint8)
+
+
 def dilate(mask: np.ndarray, radius: float) -> np.ndarray:
-    """Dilation by a Euclidean disk via a distance transform: O(pixels) whatever the radius."""
-    if not mask.any():
+    """Dilation by a Euclidean disk."""
+    if not mask.any() or radius < 1:
         return mask.copy()
-    return ndimage.distance_transform_edt(~mask) <= radius
+    return cv2.dilate(mask.view(np.uint8), _disk(radius)).view(bool)
 
 
 def erode(mask: np.ndarray, radius: float) -> np.ndarray:
     """Erosion by a Euclidean disk; the image border does not erode (tissue may touch it)."""
-    padded = np.pad(mask, 1, mode="edge")
-    return (ndimage.distance_transform_edt(padded) > radius)[1:-1, 1:-1]
+    if radius < 1:
+        return mask.copy()
+    eroded = cv2.erode(mask.view(np.uint8), _disk(radius), borderType=cv2.BORDER_REPLICATE)
+    return eroded.view(bool)
 
 
 def local_std(grey: np.ndarray, size: int) -> np.ndarray:
-    mean = ndimage.uniform_filter(grey, size)
-    mean_sq = ndimage.uniform_filter(grey * grey, size)
+    """Standard deviation over a ``size`` square window (two box filters)."""
+    mean = cv2.blur(grey, (size, size), borderType=cv2.BORDER_REFLECT)
+    mean_sq = cv2.blur(grey * grey, (size, size), borderType=cv2.BORDER_REFLECT)
     return np.sqrt(np.clip(mean_sq - mean * mean, 0, None))
+
+
+def median_blur(channel_u8: np.ndarray, radius: int) -> np.ndarray:
+    """Median over a (2 radius + 1) square window; OpenCV's is O(1) per pixel on uint8."""
+    if radius < 1:
+        return channel_u8
+    return cv2.medianBlur(np.ascontiguousarray(channel_u8), 2 * radius + 1)
 
 
 def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None) -> MaskResult:
@@ -84,8 +97,7 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
     _, sat, val = hsv
     radius = round(params.median_um / mpp / 2)
     sat_u8 = np.round(sat * 255).astype(np.uint8)
-    # rank median on uint8 is histogram-based: ~10x faster than a float median filter
-    sat_blur = (rank.median(sat_u8, footprint=disk(radius)) if radius >= 1 else sat_u8) / 255.0
+    sat_blur = median_blur(sat_u8, radius) / np.float32(255.0)
 
     pen = pen_mask(hsv, params, mpp) if params.remove_pen else np.zeros(sat.shape, bool)
     black = val < params.black_value
@@ -100,7 +112,7 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
     tissue = (sat_blur > threshold) & candidates
     tissue &= ~((val > params.white_value) & (sat < threshold))
     if params.min_texture > 0:
-        grey = rgb.mean(axis=2, dtype=np.float32) / 255.0
+        grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32) / np.float32(255.0)
         texture = local_std(grey, _odd(100.0 / mpp) if mpp < 50 else 3)
         tissue &= texture >= params.min_texture
 
