@@ -24,6 +24,7 @@ from slidestream.errors import (
 )
 from slidestream.io import Slide, find_slides, open_slide
 from slidestream.pipeline.api import extract_features
+from slidestream.pipeline.stages import tile_pixels
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore, export_h5, load_features
 from slidestream.tiling import TileGrid, tile_slide
@@ -53,5 +54,6 @@ __all__ = [
     "load_features",
     "open_slide",
     "select_tiles",
+    "tile_pixels",
     "tile_slide",
 ]

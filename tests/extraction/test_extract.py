@@ -90,6 +90,24 @@ def test_reduced_dct_scale_is_used_and_close_to_a_resize(tmp_path):
     assert np.abs(fast - exact).mean() < 4.0
 
 
+def test_a_re_read_tile_embeds_to_its_stored_feature_row(tmp_path, handcrafted):
+    """At a target coarser than the slide (DCT-scaled decode), tile_pixels(..., encoder=) gives
+    the pixels the encoder saw: embedding them again reproduces the stored rows exactly."""
+    out = tmp_path / "o"
+    options = ExtractOptions(batch_size=8, workers=2)
+    run_extract(SlideSource(CMU), out, handcrafted, options, tiling=TilingParams(mpp=1.0, tile_size=112),
+                write_images=False)
+    store = SlideStore.open(out / f"{CMU.stem}.zarr")
+    features, _, attrs = store.read_features("handcrafted")
+    assert attrs["reader"] == "jpeg-dct-1/2"
+    with open_slide(CMU) as slide:
+        rows = [0, len(features) // 2, len(features) - 1]
+        seen = np.stack([tile_pixels(store, slide, i, encoder="handcrafted") for i in rows])
+        reference = np.stack([tile_pixels(store, slide, i) for i in rows]).astype(float)
+    np.testing.assert_array_equal(handcrafted(seen), features[rows])
+    assert np.abs(seen - reference).mean() < 4.0  # and close to the reference read
+
+
 def test_decoded_jpeg_tiles_are_reused_across_output_tiles():
     with open_slide(PEN) as slide, JpegPyramid.open(PEN, list(slide.level_dimensions)) as pyramid:
         for x in range(0, 1024, 128):         # 8 output tiles of 128 px inside 4 JPEG tiles of 256

@@ -189,3 +189,33 @@ def test_tissue_command_writes_geojson_only_stage(tmp_path):
     store = SlideStore.open(tmp_path / "CMU-1-Small-Region.zarr")
     assert store.has("tissue") and not store.has("tiles")
     assert store.node_attrs("tissue")["summary"]["tissue_pieces"] >= 1
+
+
+def test_a_replaced_selection_takes_the_features_computed_on_it_along(tmp_path):
+    """Features on selection 'random' must not survive a new 'random' selection (they would pair
+    old features with the new tiles' coordinates)."""
+    select = ["tile", CMU, "--out", tmp_path, "--select", "random", "--count", "5"]
+    assert run(*select, "--seed", "0").exit_code == 0
+    extract = run("extract", CMU, "--out", tmp_path, "--encoder", "handcrafted", "--selection", "random")
+    assert extract.exit_code == 0, extract.output
+    store = SlideStore.open(tmp_path / f"{CMU.stem}.zarr")
+    assert store.has("features/handcrafted")
+    first = store.read_selection("random")
+
+    assert run(*select, "--seed", "1").exit_code == 0
+    assert not np.array_equal(store.read_selection("random"), first)
+    assert not store.has("features/handcrafted")
+    again = run("extract", CMU, "--out", tmp_path, "--encoder", "handcrafted", "--selection", "random")
+    assert again.exit_code == 0 and "already extracted" not in again.output
+    features, coords, _ = store.read_features("handcrafted")
+    assert len(features) == 5
+    np.testing.assert_array_equal(coords, store.read_tiles().coords[store.read_selection("random")])
+
+
+def test_tile_overwrite_keeps_the_tissue_settings_and_refreshes_the_slide_mpp(tmp_path):
+    assert run("tissue", PEN, "--out", tmp_path, "--default-mpp", "0.5", "--keep-pen").exit_code == 0
+    result = run("tile", PEN, "--out", tmp_path, "--default-mpp", "0.25", "--overwrite", "--mpp", "1.0")
+    assert result.exit_code == 0, result.output
+    store = SlideStore.open(tmp_path / f"{PEN.stem}.zarr")
+    assert store.node_attrs("tissue")["params"]["remove_pen"] is False       # --keep-pen survived
+    assert store.slide_info["mpp_x"] == 0.25 == store.read_tiles().attrs["slide_mpp"][0]

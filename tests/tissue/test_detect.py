@@ -136,3 +136,12 @@ def test_mask_polygon_round_trip_keeps_holes_and_islands():
     back = rasterize(Polygon().union(polygons[0]).union(polygons[1]), mask.shape, (4.0, 4.0))
     iou = (back & mask).sum() / (back | mask).sum()
     assert iou > 0.98
+
+
+def test_ink_coloured_specks_do_not_punch_holes_in_tissue():
+    """CMU has no pen marks, only specks of marking dye: pen rejection must leave its tissue whole."""
+    with open_slide(CMU) as slide:
+        with_rejection = detect_tissue(slide)
+        without = detect_tissue(slide, TissueParams(remove_pen=False))
+    assert with_rejection.pen.mean() < 0.005
+    assert with_rejection.geometry.area >= 0.95 * without.geometry.area

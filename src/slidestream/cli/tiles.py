@@ -105,9 +105,8 @@ def tile_command(
         selection = _validated(SelectionParams, method=select, fraction=None if count else fraction, count=count, seed=seed)
     sources = _sources(slides, backend, default_mpp, shard)
     by_path = {s.path: s for s in sources}
-    tissue = TissueParams()
     result = run_batch([s.path for s in sources],
-                       lambda p: locked(out, by_path[p], lambda: run_tiles(by_path[p], out, tiling, tissue, selection=selection,
+                       lambda p: locked(out, by_path[p], lambda: run_tiles(by_path[p], out, tiling, None, selection=selection,
                                                                            overwrite=overwrite)),
                        description="tiles")
     print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])

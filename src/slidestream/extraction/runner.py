@@ -12,7 +12,7 @@ from slidestream.errors import StoreError
 from slidestream.extraction.loader import iter_batches
 from slidestream.extraction.reader import open_tile_reader
 from slidestream.io import SlideSpec
-from slidestream.store import SlideStore
+from slidestream.store import SlideStore, selection_digest
 
 Progress = Callable[[int, int], None]
 
@@ -36,7 +36,8 @@ class FeaturesDone(Exception):  # noqa: N818 - a signal, not an error
         self.rows = rows
 
 
-def feature_provenance(encoder: Any, tiles_attrs: dict[str, Any], options: ExtractOptions, reader_name: str) -> dict[str, Any]:
+def feature_provenance(encoder: Any, tiles_attrs: dict[str, Any], options: ExtractOptions, reader_name: str,
+                       selection_rows: np.ndarray | None = None) -> dict[str, Any]:
     """What makes two feature arrays interchangeable; differing provenance is never mixed."""
     prov = encoder.provenance()
     return {
@@ -51,6 +52,7 @@ def feature_provenance(encoder: Any, tiles_attrs: dict[str, Any], options: Extra
         "read_level": tiles_attrs["read_level"],
         "n_tiles": tiles_attrs["n_tiles"],
         "selection": options.selection,
+        "selection_digest": selection_digest(selection_rows) if options.selection and selection_rows is not None else None,
         "reader": reader_name,
         "dtype": options.dtype,
     }
@@ -58,7 +60,7 @@ def feature_provenance(encoder: Any, tiles_attrs: dict[str, Any], options: Extra
 
 def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     keys = ("encoder", "weights_sha256", "dim", "precision", "mpp", "tile_size", "read_level", "n_tiles",
-            "selection", "reader", "dtype")
+            "selection", "selection_digest", "reader", "dtype")
     return all(a.get(k) == b.get(k) for k in keys)
 
 
@@ -77,7 +79,7 @@ def extract_store(spec: SlideSpec, store: SlideStore, encoder: Any, options: Ext
     span0 = int(np.ptp(coords[:, 0]) + tiles.attrs["level0_size"][0]) if len(coords) else None
     reader = open_tile_reader(spec, tiles.attrs, fast=options.fast_read, workers=options.workers, span0=span0)
     try:
-        provenance = feature_provenance(encoder, tiles.attrs, options, reader.name)
+        provenance = feature_provenance(encoder, tiles.attrs, options, reader.name, rows)
         if store.has(rel):
             if _same(store.node_attrs(rel), provenance) and not overwrite:
                 raise FeaturesDone(len(coords))

@@ -17,6 +17,7 @@ import numpy as np
 
 from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
+from slidestream.extraction.reader import open_tile_reader
 from slidestream.io import Slide, open_slide
 from slidestream.io.fingerprint import slide_fingerprint
 from slidestream.pipeline.batch import Skip, report_items
@@ -75,6 +76,7 @@ def open_store(source: SlideSource, out: Path, slide: Any) -> SlideStore:
     recorded = store.slide_info.get("fingerprint")
     if recorded and recorded != info["fingerprint"]:
         raise StoreError(store.path, f"was made from a different file than {source.path} (fingerprint changed); use another --out or delete the store")
+    store.update_slide_info(info)  # e.g. a new mpp override: the root must describe what the stages used
     return store
 
 
@@ -126,6 +128,18 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
         return {**summary, "note": "no tissue found" if result.is_empty else ""}
 
 
+def stored_tissue_params(store: SlideStore | None) -> TissueParams | None:
+    """The tissue parameters a store was made with, or None (no store, no tissue, or an older format)."""
+    if store is None or not store.has("tissue"):
+        return None
+    params = dict(store.node_attrs("tissue").get("params", {}))
+    params.pop("slide_mpp", None)
+    try:
+        return TissueParams(**params)
+    except ValueError:
+        return None
+
+
 def _existing_store(out: Path, source: SlideSource) -> SlideStore | None:
     path = out / f"{source.slide_id}.zarr"
     return SlideStore.open(path) if (path / "zarr.json").exists() else None
@@ -136,12 +150,18 @@ def tissue_geometry(store: SlideStore):
 
 
 # ---------------------------------------------------------------------------------- tiles
-def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: TissueParams, *,
+def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: TissueParams | None = None, *,
               selection: SelectionParams | None = None, overwrite: bool = False,
               write_images: bool = True) -> dict[str, Any]:
-    """Tissue (if missing), then the tile grid, then an optional selection, into the store."""
+    """Tissue (if missing), then the tile grid, then an optional selection, into the store.
+
+    ``tissue=None`` keeps the parameters the store's tissue was detected with (defaults for a
+    new store), so ``tile --overwrite`` never silently swaps a tuned detection for the default.
+    """
     out.mkdir(parents=True, exist_ok=True)
     existing = _existing_store(out, source)
+    if tissue is None:
+        tissue = stored_tissue_params(existing) or TissueParams()
     if existing is None or not existing.has("tissue") or overwrite:
         with contextlib.suppress(Skip):
             run_tissue(source, out, tissue, overwrite=overwrite, write_images=write_images)
@@ -193,12 +213,27 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
     return summary
 
 
-def tile_pixels(store: SlideStore, slide: Any, index: int) -> np.ndarray:
-    """Re-read tile ``index`` of ``store`` exactly as extraction sees it."""
+def tile_pixels(store: SlideStore, slide: Any, index: int, *, encoder: str | None = None) -> np.ndarray:
+    """Re-read tile ``index`` (a row of ``tiles``) of ``store``.
+
+    Without ``encoder``: the reference read, ``read_at_mpp`` (the recorded level and size, then an
+    antialiased resize). With ``encoder``: the very pixels that encoder's features were computed
+    from, through the reader recorded with them. They differ only when the JPEG fast path decoded
+    at a reduced DCT scale (``reader`` ``jpeg-dct-1/2`` etc.: a few grey levels from the reference).
+    """
     tiles = store.read_tiles()
-    x, y = (int(v) for v in tiles.coords[index])
-    return slide.read_at_mpp(x, y, tiles.attrs["target_mpp"], tiles.attrs["tile_size_px"],
-                             allow_upsample=bool(tiles.attrs.get("params", {}).get("allow_upsample", False)))
+    if encoder is None:
+        x, y = (int(v) for v in tiles.coords[index])
+        return slide.read_at_mpp(x, y, tiles.attrs["target_mpp"], tiles.attrs["tile_size_px"],
+                                 allow_upsample=bool(tiles.attrs.get("params", {}).get("allow_upsample", False)))
+    recorded = store.node_attrs(f"features/{encoder}")["reader"]
+    reader = open_tile_reader(slide.spec, tiles.attrs, fast=recorded.startswith("jpeg"), workers=1)
+    try:
+        if reader.name != recorded:
+            raise StoreError(store.path, f"features/{encoder} were read with '{recorded}', but only '{reader.name}' can read this slide now")
+        return reader.read_batch(tiles.coords[index:index + 1])[0]
+    finally:
+        reader.close()
 
 
 # ---------------------------------------------------------------------------------- features
@@ -213,7 +248,7 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
         tiling = TilingParams(mpp=encoder.spec.native_mpp, tile_size=encoder.spec.tile_size)
     if tiling is not None and (needs_tiles or overwrite or _tiles_differ(existing, tiling)):
         with contextlib.suppress(Skip):
-            run_tiles(source, out, tiling, tissue or TissueParams(), overwrite=overwrite, write_images=write_images)
+            run_tiles(source, out, tiling, tissue, overwrite=overwrite, write_images=write_images)
     store = SlideStore.open(out / f"{source.slide_id}.zarr")
     with source.open() as slide:
         spec = slide.spec

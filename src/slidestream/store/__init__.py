@@ -14,6 +14,7 @@ from slidestream.store.slide_store import (
     SlideStore,
     Tiles,
     iter_stores,
+    selection_digest,
     store_path,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "export_h5",
     "iter_stores",
     "load_features",
+    "selection_digest",
     "store_path",
     "write_slide_embedding",
 ]

@@ -8,6 +8,7 @@ happens to the writing process. See ``docs/format.md`` for the layout, field by 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -33,6 +34,11 @@ TRASH_PREFIX = "_trash-"
 DEPENDENTS = {"tissue": ("tiles", "selections", "features", "slide_embeddings", "tile_scores"),
               "tiles": ("selections", "features", "slide_embeddings", "tile_scores"),
               "features": ("slide_embeddings", "tile_scores")}
+
+
+def selection_digest(indices: np.ndarray) -> str:
+    """Content hash of a selection: features record it, so a changed selection is never mixed up."""
+    return hashlib.sha256(np.ascontiguousarray(indices, dtype="<i8").tobytes()).hexdigest()[:16]
 
 
 def store_path(out_dir: str | Path, slide_id: str) -> Path:
@@ -132,6 +138,12 @@ class SlideStore:
     @property
     def slide_info(self) -> dict[str, Any]:
         return dict(self.attrs.get("slide", {}))
+
+    def update_slide_info(self, info: dict[str, Any]) -> None:
+        """Replace the root's description of the slide (e.g. after an mpp override changed)."""
+        info = _jsonable(info)
+        if self.slide_info != info:
+            self._root("a").attrs["slide"] = info
 
     def __repr__(self) -> str:
         return f"SlideStore({str(self.path)!r})"
@@ -277,8 +289,22 @@ class SlideStore:
         n_tiles = self.node_attrs("tiles")["n_tiles"]
         if len(indices) and (indices.min() < 0 or indices.max() >= n_tiles):
             raise StoreError(self.path, f"selection '{name}' indexes outside the {n_tiles} tiles")
+        digest = selection_digest(indices)
+        rel = f"selections/{name}"
+        if self.has(rel) and self.node_attrs(rel).get("digest") != digest:
+            self._drop_features_on_selection(name)
         self._ensure_group("selections")
-        self.write_array(f"selections/{name}", indices, {**attrs, "n_selected": len(indices), "n_tiles": n_tiles})
+        self.write_array(rel, indices, {**attrs, "n_selected": len(indices), "n_tiles": n_tiles, "digest": digest})
+
+    def _drop_features_on_selection(self, name: str) -> None:
+        """A selection is being replaced: features computed on its old rows (and what was
+        computed from those features) no longer line up with it, so they go."""
+        stale = [enc for enc in self.list_nodes("features")
+                 if self.node_attrs(f"features/{enc}").get("selection") == name]
+        for enc in stale:
+            self.delete(f"features/{enc}")
+        if stale:
+            self.invalidate_dependents("features")
 
     def read_selection(self, name: str) -> np.ndarray:
         if not self.has(f"selections/{name}"):
@@ -337,7 +363,11 @@ class SlideStore:
         features = np.asarray(zarr.open_array(self.path / rel, mode="r", zarr_format=3)[...])
         coords = self.read_tiles().coords
         if attrs.get("selection"):
-            coords = coords[self.read_selection(attrs["selection"])]
+            rows = self.read_selection(attrs["selection"])
+            if attrs.get("selection_digest") not in (None, selection_digest(rows)):
+                raise StoreError(self.path, f"features/{encoder} were computed on an earlier version of selection "
+                                            f"'{attrs['selection']}'; extract them again")
+            coords = coords[rows]
         if len(coords) != len(features):
             raise StoreError(self.path, f"features/{encoder} has {len(features)} rows but {len(coords)} tiles")
         return features, coords, attrs

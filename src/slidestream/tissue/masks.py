@@ -48,6 +48,11 @@ def pen_mask(hsv: tuple[np.ndarray, np.ndarray, np.ndarray], params: TissueParam
     blue = (hue >= 190) & (hue < 255) & (sat > 0.42)
     black = val < params.black_value
     pen = green | blue | black
+    # Pen strokes are long and wide; isolated coloured or dark specks are dye, dust or nuclei
+    # clusters inside tissue, and dilating them would punch holes in real tissue.
+    min_px = round(params.min_pen_um2 / (mpp * mpp))
+    if min_px > 1 and pen.any():
+        pen = remove_small_objects(pen, max_size=min_px)
     radius = round(params.pen_dilate_um / mpp / 2)
     if radius >= 1 and pen.any():
         pen = dilate(pen, radius)

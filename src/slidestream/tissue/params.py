@@ -22,6 +22,7 @@ class TissueParams(BaseModel):
     white_value: float = Field(0.92, ge=0, le=1, description="Pixels brighter than this with low saturation are background.")
     black_value: float = Field(0.18, ge=0, le=1, description="Pixels darker than this are black ink, slide edge or debris, never tissue.")
     remove_pen: bool = Field(True, description="Exclude blue/green/black pen marks.")
+    min_pen_um2: float = Field(1_000.0, ge=0, description="Ink pieces smaller than this are specks (dye, dust), not pen, and are not grown.")
     pen_dilate_um: float = Field(30.0, ge=0, description="Grow pen masks by this much to swallow the ink's halo.")
     min_texture: float = Field(0.004, ge=0, description="Minimum local std of grey level (0-1); below it a region is blank/out of focus.")
     closing_um: float = Field(60.0, ge=0, description="Morphological closing diameter, bridging small gaps inside tissue.")
