@@ -134,6 +134,19 @@ def test_slidestream_weights_env_folder(tmp_path: Path, monkeypatch: pytest.Monk
     assert resolve_weights(get_spec("uni")) is None
 
 
+def test_a_generic_file_in_the_shared_folder_is_nobodys(tmp_path: Path, clean_weights_env: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stray model.safetensors at the root of $SLIDESTREAM_WEIGHTS must not be taken for UNI,
+    Phikon, Hibou... (they all use that file name), nor hide the right file in the hub cache."""
+    root = tmp_path / "weights"
+    _touch(root / "model.safetensors")
+    monkeypatch.setenv("SLIDESTREAM_WEIGHTS", str(root))
+    for name in ("uni", "phikon", "hibou-b", "virchow"):
+        assert resolve_weights(get_spec(name)) is None, name
+    cached = _touch(clean_weights_env / "models--MahmoodLab--UNI" / "snapshots" / "a" / "pytorch_model.bin")
+    assert resolve_weights(get_spec("uni")) == cached
+
+
 def test_precedence_explicit_then_env_then_hub_cache(
     tmp_path: Path, clean_weights_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -172,9 +172,14 @@ def test_export_h5_trident_and_clam_layouts(extracted, tmp_path):
         assert h5["coords"].attrs["target_magnification"] == pytest.approx(20.0)
         assert h5["features"].attrs["encoder"] == "handcrafted"
     assert run("export", "h5", extracted, "--encoder", "handcrafted", "--dest", tmp_path / "clam", "--layout", "clam").exit_code == 0
-    with h5py.File(tmp_path / "clam" / f"{CMU.stem}.h5") as h5:
+    with h5py.File(tmp_path / "clam" / "h5_files" / f"{CMU.stem}.h5") as h5:  # CLAM's load_from_h5 path
         assert h5["coords"].dtype == np.int32 and len(h5["coords"].attrs) == 0
         np.testing.assert_array_equal(h5["features"][:], features)
+    import torch  # CLAM's default training input: pt_files/<slide_id>.pt, a float32 tensor
+
+    bag = torch.load(tmp_path / "clam" / "pt_files" / f"{CMU.stem}.pt")
+    assert bag.dtype == torch.float32
+    np.testing.assert_array_equal(bag.numpy(), features)
 
 
 def test_missing_weights_is_a_clear_error_and_exit_2(tmp_path):

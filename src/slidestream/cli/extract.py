@@ -90,7 +90,7 @@ def export_h5_command(
     stores: Annotated[Path, typer.Argument(help="Folder of <slide_id>.zarr stores (or one store).")],
     encoder: Annotated[str, typer.Option(help="Which features/<encoder> to export.")],
     dest: Annotated[Path, typer.Option("--dest", "-d", help="Output folder for <slide_id>.h5 files.")],
-    layout: Annotated[str, typer.Option(help="trident (features+coords with attrs) or clam (no attrs).")] = "trident",
+    layout: Annotated[str, typer.Option(help="trident (features+coords with attrs) or clam (h5_files/ + pt_files/, no attrs).")] = "trident",
 ) -> None:
     """Write CLAM/TRIDENT-compatible .h5 feature files so existing MIL code reads our output."""
     if layout not in ("trident", "clam"):

@@ -98,14 +98,20 @@ def _single_weights_file(folder: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def _in_folder(folder: Path, spec: EncoderSpec, *, allow_any_single: bool) -> Path | None:
-    """Search one folder in every layout described in the module docstring."""
-    for name in spec.weight_files:
-        if (folder / name).is_file():
-            return folder / name
-    found = _in_snapshots(folder, spec.weight_files)  # the folder is a hub repo folder
-    if found:
-        return found
+def _in_folder(folder: Path, spec: EncoderSpec, *, shared: bool) -> Path | None:
+    """Search one folder in every layout described in the module docstring.
+
+    A ``shared`` folder (``$SLIDESTREAM_WEIGHTS``) holds many encoders' weights, so only entries
+    named for this encoder count there: a generic ``model.safetensors`` at its root, or its being
+    one hub repo folder, would otherwise be claimed by every encoder that uses that file name.
+    """
+    if not shared:
+        for name in spec.weight_files:
+            if (folder / name).is_file():
+                return folder / name
+        found = _in_snapshots(folder, spec.weight_files)  # the folder is a hub repo folder
+        if found:
+            return found
     repo_folder = hf_cache_folder_name(spec)
     if repo_folder and (folder / repo_folder).is_dir():  # the folder is a hub cache root
         found = _in_snapshots(folder / repo_folder, spec.weight_files)
@@ -113,13 +119,13 @@ def _in_folder(folder: Path, spec: EncoderSpec, *, allow_any_single: bool) -> Pa
             return found
     own = folder / spec.name
     if own.is_dir():  # a per-encoder subfolder
-        found = _in_folder(own, spec, allow_any_single=True)
+        found = _in_folder(own, spec, shared=False)
         if found:
             return found
     for suffix in WEIGHT_SUFFIXES:
         if (folder / f"{spec.name}{suffix}").is_file():
             return folder / f"{spec.name}{suffix}"
-    return _single_weights_file(folder) if allow_any_single else None
+    return None if shared else _single_weights_file(folder)
 
 
 def searched_locations(spec: EncoderSpec, path: str | os.PathLike[str] | None = None) -> list[str]:
@@ -154,7 +160,7 @@ def resolve_weights(spec: EncoderSpec, path: str | os.PathLike[str] | None = Non
                 )
             return given
         if given.is_dir():
-            found = _in_folder(given, spec, allow_any_single=True)
+            found = _in_folder(given, spec, shared=False)
             if found:
                 return found
             wanted = ", ".join(spec.weight_files) or f"{spec.name}.<ext>"
@@ -165,7 +171,7 @@ def resolve_weights(spec: EncoderSpec, path: str | os.PathLike[str] | None = Non
 
     env = os.environ.get(ENV_WEIGHTS)
     if env and Path(env).expanduser().is_dir():
-        found = _in_folder(Path(env).expanduser(), spec, allow_any_single=False)
+        found = _in_folder(Path(env).expanduser(), spec, shared=True)
         if found:
             return found
     repo_folder = hf_cache_folder_name(spec)

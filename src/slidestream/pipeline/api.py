@@ -23,6 +23,8 @@ def extract_features(
     random_init: bool = False,
     device: str = "cpu",
     precision: str = "fp32",
+    channels_last: bool = False,
+    compile: bool = False,
     tiling: TilingParams | dict[str, Any] | None = None,
     default_mpp: float | None = None,
     backend: str = "auto",
@@ -40,7 +42,8 @@ def extract_features(
     if isinstance(encoder, str):
         from slidestream.encoders import load_encoder
 
-        encoder = load_encoder(encoder, weights, random_init=random_init, device=device, precision=precision)
+        encoder = load_encoder(encoder, weights, random_init=random_init, device=device, precision=precision,
+                               channels_last=channels_last, compile=compile)
     inputs = [slides] if isinstance(slides, str | Path) else list(slides)
     entries = find_slide_entries(inputs)
     check_unique_ids([e.path for e in entries])

@@ -3,9 +3,11 @@
 TRIDENT layout: ``features`` (N, D) float32 with attrs ``name``, ``savetodir``, ``encoder``;
 ``coords`` (N, 2) int64 level-0 top-left with ``patch_size`` (px at the target), ``patch_size_level0``,
 ``level0_magnification``, ``target_magnification``, ``overlap``, ``name``, ``savetodir``,
-``level0_width``, ``level0_height``. CLAM layout: ``features`` float32 and ``coords`` int32, no
-attributes (CLAM's own feature files carry none). Our extra provenance goes into file attrs under
-``slidestream_*`` keys, which neither tool reads and neither minds.
+``level0_width``, ``level0_height``. CLAM layout: what CLAM's ``extract_features_fp.py`` writes
+and its training dataset reads, ``DEST/h5_files/<id>.h5`` (``features`` float32 and ``coords``
+int32, no attributes) and ``DEST/pt_files/<id>.pt`` (the features tensor, ``torch.save``). Our
+extra provenance goes into file attrs under ``slidestream_*`` keys, which neither tool reads and
+neither minds.
 """
 
 from __future__ import annotations
@@ -27,12 +29,23 @@ def magnification_for(mpp: float | None) -> float | None:
     return None if not mpp else 10.0 / mpp
 
 
+def _integral(value: float) -> float | int:
+    """TRIDENT writes magnifications as ints (20, not 20.0); keep fractional ones as they are."""
+    return round(value) if abs(value - round(value)) < 1e-6 else float(value)
+
+
 def export_h5(store: SlideStore, encoder: str, dest: str | Path, layout: Layout = "trident") -> Path:
-    """Write ``dest`` (a file, or a folder receiving ``<slide_id>.h5``) from ``features/<encoder>``."""
+    """Write ``dest`` (a file, or a folder receiving ``<slide_id>.h5``) from ``features/<encoder>``.
+
+    For the CLAM layout a folder ``dest`` receives ``h5_files/<id>.h5`` and ``pt_files/<id>.pt``.
+    """
     features, coords, attrs = store.read_features(encoder)
     tiles_attrs = store.node_attrs("tiles")
     slide = store.slide_info
     dest = Path(dest)
+    if layout == "clam" and dest.suffix != ".h5":
+        _write_pt(features, dest / "pt_files" / f"{store.slide_id}.pt")
+        dest = dest / "h5_files"
     path = dest / f"{store.slide_id}.h5" if dest.suffix != ".h5" else dest
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
@@ -49,8 +62,8 @@ def export_h5(store: SlideStore, encoder: str, dest: str | Path, layout: Layout 
             c.attrs.update({
                 "patch_size": int(tiles_attrs["tile_size_px"]),
                 "patch_size_level0": int(tiles_attrs["level0_size"][0]),
-                "level0_magnification": float(level0_mag) if level0_mag else "None",
-                "target_magnification": float(magnification_for(tiles_attrs["target_mpp"])),
+                "level0_magnification": _integral(float(level0_mag)) if level0_mag else "None",  # TRIDENT's None
+                "target_magnification": _integral(float(magnification_for(tiles_attrs["target_mpp"]))),
                 "overlap": int(tiles_attrs["overlap_px"]),
                 "name": store.slide_id,
                 "savetodir": str(path.parent),
@@ -63,3 +76,13 @@ def export_h5(store: SlideStore, encoder: str, dest: str | Path, layout: Layout 
         h5.attrs["slidestream_target_mpp"] = float(tiles_attrs["target_mpp"])
     tmp.replace(path)
     return path
+
+
+def _write_pt(features: np.ndarray, path: Path) -> None:
+    """CLAM's ``pt_files`` entry: the (N, D) float32 tensor; torch is imported only here."""
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), tmp)
+    tmp.replace(path)

@@ -414,7 +414,7 @@ class FeatureWriter:
         arr = zarr.create_array(self.partial_path, shape=(self.n_rows, self.dim), dtype=dtype,
                                 chunks=(max(1, min(self.chunk_rows, self.n_rows)), self.dim), zarr_format=3,
                                 overwrite=True)
-        arr.attrs.update({"identity": identity, "rows_done": 0, "complete": False})
+        arr.attrs.update({"identity": identity, "rows_done": 0, "complete": False, "created": now_iso()})
         return arr
 
     @property
@@ -437,7 +437,8 @@ class FeatureWriter:
     def commit(self) -> None:
         if self.rows_done != self.n_rows:
             raise StoreError(self.store.path, f"features/{self.encoder}: only {self.rows_done}/{self.n_rows} rows written")
-        final_attrs = {**self.attrs, "n_rows": self.n_rows, "dim": self.dim, "completed": now_iso(),
+        created = self.array.attrs.get("created")  # when the first row was written (a resume keeps it)
+        final_attrs = {**self.attrs, "n_rows": self.n_rows, "dim": self.dim, "created": created, "completed": now_iso(),
                        "slidestream_version": __version__, "complete": True}
         self.array.attrs.put(final_attrs)  # replaces the resume bookkeeping (identity, rows_done)
         self.store._swap_into_place(self.partial_path, self.store.path / "features" / self.encoder)
