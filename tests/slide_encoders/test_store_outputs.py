@@ -193,3 +193,31 @@ def test_probe_command(tmp_path):
     assert "auroc" in result.output and len(pd.read_csv(tmp_path / "probe.csv")) == 3
     bad = run("probe", "--table", tmp_path / "missing.parquet", "--labels", tmp_path / "labels.csv")
     assert bad.exit_code == 1 and "cohort table not found" in bad.output
+
+
+def test_cobra_pretrains_from_the_command_line_then_embeds_reproducibly(stores, tmp_path):
+    ckpt, first, second = tmp_path / "cobra.pt", tmp_path / "a.parquet", tmp_path / "b.parquet"
+    common = ("--method", "cobra", "--stores", stores, "--encoder", "uni", "--checkpoint", ckpt)
+    fitted = run("slide-encode", *common, "--fit", "--epochs", "2", "--table", first)
+    assert fitted.exit_code == 0, fitted.output
+    assert ckpt.exists() and "pre-trained 2 epochs on 4 slides" in fitted.output
+    again = run("slide-encode", *common, "--table", second)  # inference from the saved file
+    assert again.exit_code == 0, again.output
+    a, b = pd.read_parquet(first), pd.read_parquet(second)
+    assert (a["status"] == "ok").all() and len(a) == 4
+    np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), atol=1e-6)
+    vec, attrs = SlideStore.open(stores / "s0.zarr").read_slide_embedding("cobra")
+    assert attrs["checkpoint"] == str(ckpt) and np.isfinite(vec).all()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("--out-type", "bogus", "--out-type"), ("--mean-mode", "bogus", "--mean-mode"),
+     ("--tau", "0", "--tau"), ("--em-iter", "0", "--em-iter"), ("--top-k", "0", "--top-k")],
+)
+def test_bad_slide_encode_options_fail_before_any_work(stores, tmp_path, option, value, message):
+    result = run("slide-encode", "--method", "mean", "--stores", stores, "--encoder", "uni",
+                 "--table", tmp_path / "t.parquet", option, value)
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "t.parquet").exists()

@@ -43,20 +43,31 @@ def slide_encode(
         help="Patch encoder in the stores; NAME or NAME=MODEL_NAME; repeat for COBRA.",
     ),
     table: Path = typer.Option(..., "--table", help="Cohort Parquet table to write."),
-    fit: bool = typer.Option(False, "--fit", help="PANTHER: fit prototypes on these stores first."),
+    fit: bool = typer.Option(
+        False, "--fit", help="Fit on these stores first: PANTHER prototypes, or COBRA pre-training."
+    ),
     prototypes: Path | None = typer.Option(None, "--prototypes", help="PANTHER prototypes (.npz)."),
-    k: int = typer.Option(16, "--k", help="PANTHER: number of prototypes when fitting."),
+    k: int = typer.Option(16, "--k", min=1, help="PANTHER: number of prototypes when fitting."),
     samples_per_prototype: int = typer.Option(
         100_000, help="PANTHER: sample budget per prototype."
     ),
-    em_iter: int = typer.Option(1, help="PANTHER: EM iterations (code default 1)."),
+    em_iter: int = typer.Option(1, min=1, help="PANTHER: EM iterations (code default 1)."),
     tau: float = typer.Option(0.001, help="PANTHER: prior strength τ (code default 0.001)."),
     eps: float = typer.Option(0.1, help="PANTHER: prior variance ε (code default 0.1)."),
     out_type: str = typer.Option("allcat", help="PANTHER: embedding layout."),
     seed: int = typer.Option(0, help="Seed for sampling and K-means."),
-    checkpoint: Path | None = typer.Option(None, "--checkpoint", help="COBRA weights (local)."),
-    preset: Preset | None = typer.Option(None, help="COBRA architecture for released weights."),
-    top_k: int | None = typer.Option(None, help="COBRA: pool only the top-k attended tiles."),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="COBRA weights (local); with --fit, the file to write."
+    ),
+    preset: Preset | None = typer.Option(
+        None, help="COBRA architecture: of released weights, or to pre-train (default cobra2)."
+    ),
+    top_k: int | None = typer.Option(None, min=1, help="COBRA: pool only the top-k attended tiles."),
+    aggregate: str | None = typer.Option(
+        None, help="COBRA: encoder whose features are pooled (default: the first --encoder)."
+    ),
+    epochs: int = typer.Option(100, min=1, help="COBRA --fit: pre-training epochs."),
+    device: str = typer.Option("cpu", help="COBRA: torch device (cpu, cuda, mps)."),
     mean_mode: str = typer.Option("mean", help="Mean pooling: mean or meanmax."),
     maps: Path | None = typer.Option(
         None,
@@ -70,6 +81,7 @@ def slide_encode(
 
     console = Console(stderr=True, soft_wrap=True)  # error lines stay greppable
     try:
+        _check_options(out_type=out_type, mean_mode=mean_mode, tau=tau, eps=eps)
         paths = cohort.find_stores(stores)
         specs = [cohort.EncoderSpec.parse(e) for e in encoder]
         if method is not Method.cobra and len(specs) != 1:
@@ -91,7 +103,10 @@ def slide_encode(
                 out_type=out_type,
             )
         elif method is Method.cobra:
-            slide_fn, provenance = _cobra(checkpoint, preset, top_k)
+            slide_fn, provenance = _cobra(
+                paths, specs, fit, checkpoint, preset, console,
+                top_k=top_k, aggregate=aggregate, device=device, epochs=epochs, seed=seed,
+            )
         else:
             slide_fn = cohort.mean_slide_fn(mean_mode)
         result = cohort.encode_stores(paths, method.value, specs, slide_fn, provenance=provenance)
@@ -159,21 +174,67 @@ def _panther(
     return cohort.panther_slide_fn(protos, **em), {"prototypes": str(prototypes)}
 
 
+def _check_options(*, out_type: str, mean_mode: str, tau: float, eps: float) -> None:
+    """Refuse bad settings before any store is read (not after minutes of prototype fitting)."""
+    from slidestream.slide_encoders.panther import embedding_dim
+
+    try:
+        embedding_dim(2, 2, out_type)
+    except ValueError as exc:
+        raise ConfigError(None, f"--out-type: {exc}") from None
+    if mean_mode not in ("mean", "meanmax"):
+        raise ConfigError(None, f"--mean-mode {mean_mode!r}: choose mean or meanmax")
+    if tau <= 0 or eps <= 0:
+        raise ConfigError(None, f"--tau and --eps must be positive (got {tau}, {eps})")
+
+
 def _cobra(
-    checkpoint: Path | None, preset: Preset | None, top_k: int | None
+    paths: list[Path],
+    specs: list[EncoderSpec],
+    fit: bool,
+    checkpoint: Path | None,
+    preset: Preset | None,
+    console: Console,
+    *,
+    top_k: int | None,
+    aggregate: str | None,
+    device: str,
+    epochs: int,
+    seed: int,
 ) -> tuple[SlideFn, dict[str, Any]]:
-    """Load the checkpoint strictly (architecture from the file unless a preset is given)."""
+    """Pre-train and save, or load strictly (architecture from the file unless a preset is given)."""
     from slidestream.slide_encoders import cohort
     from slidestream.slide_encoders.cobra import cobra_i_config, cobra_ii_config
-    from slidestream.slide_encoders.cobra_weights import load_cobra
+    from slidestream.slide_encoders.cobra_weights import load_cobra, save_cobra
 
     if checkpoint is None:
-        raise ConfigError(None, "--checkpoint: required for cobra")
-    config = None
-    if preset is not None:
-        config = cobra_i_config() if preset is Preset.cobra1 else cobra_ii_config()
-    model = load_cobra(checkpoint, config)
-    return cohort.cobra_slide_fn(model, top_k=top_k), {"checkpoint": str(checkpoint)}
+        raise ConfigError(None, "--checkpoint: required for cobra (the file to write with --fit)")
+    make_config = cobra_i_config if preset is Preset.cobra1 else cobra_ii_config
+    if fit:
+        model, trained = cohort.fit_cobra(
+            paths, specs, make_config, epochs=epochs, device=device, seed=seed
+        )
+        for sid, reason in trained["skipped"].items():
+            console.print(f"  [yellow]skipped for pre-training[/yellow] {sid}: {reason}")
+        save_cobra(model, checkpoint, extra={"encoders": [s.store_name for s in specs], **trained})
+        console.print(
+            f"cobra: pre-trained {trained['epochs']} epochs on {trained['pretrained_on']} slides "
+            f"(final loss {trained['final_loss']:.4f}) → {checkpoint}"
+        )
+    else:
+        model = load_cobra(checkpoint, None if preset is None else make_config())
+    known = set(model.config.input_dims)
+    unknown = [s.model_name for s in specs if s.model_name not in known and s.model_name != aggregate]
+    if len(unknown) == len(specs):
+        raise ConfigError(
+            checkpoint, f"the model has no projection for {', '.join(unknown)} "
+            f"(it knows {', '.join(sorted(known))}); map a store encoder with NAME=MODEL_NAME"
+        )
+    if aggregate is not None and aggregate not in {s.model_name for s in specs}:
+        raise ConfigError(None, f"--aggregate {aggregate!r} is not one of the --encoder names")
+    return cohort.cobra_slide_fn(model, aggregate=aggregate, top_k=top_k, device=device), {
+        "checkpoint": str(checkpoint)
+    }
 
 
 @app.command("probe")

@@ -273,16 +273,77 @@ def panther_slide_fn(
 
 
 def cobra_slide_fn(
-    model: Cobra, *, aggregate: str | None = None, top_k: int | None = None
+    model: Cobra, *, aggregate: str | None = None, top_k: int | None = None, device: str = "cpu"
 ) -> SlideFn:
     """COBRA inference (:func:`~.cobra.embed`) on the aligned bag."""
     from slidestream.slide_encoders.cobra import embed
 
     def run(bag: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
-        z = embed(model, bag, aggregate=aggregate, top_k=top_k)
+        z = embed(model, bag, aggregate=aggregate, top_k=top_k, device=device)
         return z, {"aggregate": aggregate or next(iter(bag)), "top_k": top_k}
 
     return run
+
+
+class StoreBags(Sequence):
+    """The cohort's bags (``{model_name: (N, d)}``), read from the stores on demand.
+
+    COBRA pre-training draws views from random slides for many epochs; holding every slide's
+    features would need the cohort in RAM, so a few recently used bags are cached instead.
+    Unreadable stores are left out up front and listed in :attr:`skipped`.
+    """
+
+    def __init__(self, stores: Sequence[Path], encoders: Sequence[EncoderSpec], cache: int = 32) -> None:
+        from functools import lru_cache
+
+        self.encoders = list(encoders)
+        self.skipped: dict[str, str] = {}
+        self.stores: list[Path] = []
+        for store in stores:
+            try:
+                if len(load_bag(store, self.encoders)[self.encoders[0].model_name]) == 0:
+                    raise StoreError(store, "no tiles with features")
+            except SlideStreamError as exc:
+                self.skipped[slide_id(store)] = exc.reason
+                continue
+            self.stores.append(store)
+        self._load = lru_cache(maxsize=cache)(lambda i: load_bag(self.stores[i], self.encoders))
+
+    def __len__(self) -> int:
+        return len(self.stores)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        return self._load(int(i))
+
+    def dims(self) -> dict[str, int]:
+        """Feature width of every patch encoder, from the first readable store."""
+        first = self[0]
+        return {name: int(feats.shape[1]) for name, feats in first.items()}
+
+
+def fit_cobra(
+    stores: Sequence[Path],
+    encoders: Sequence[EncoderSpec],
+    make_config: Callable[[dict[str, int]], Any] | None = None,
+    **pretrain: Any,
+) -> tuple[Cobra, dict[str, Any]]:
+    """Pre-train a COBRA-style encoder on the stores (one view pool per slide); the model and
+    provenance. ``make_config(widths)`` gives the architecture (default: COBRA II's, with the
+    stores' feature widths); ``pretrain`` are :class:`~.cobra_train.PretrainConfig` fields."""
+    from slidestream.slide_encoders.cobra import cobra_ii_config
+    from slidestream.slide_encoders.cobra_train import PretrainConfig, train_cobra
+
+    bags = StoreBags(stores, encoders)
+    where = Path(stores[0]).parent if stores else None
+    if len(bags) < 2:
+        raise ConfigError(where, f"COBRA pre-training needs at least 2 readable stores, found {len(bags)}"
+                                 + (f" ({_few(bags.skipped)})" if bags.skipped else ""))
+    config = (make_config or cobra_ii_config)(bags.dims())
+    settings = PretrainConfig(**pretrain)
+    result = train_cobra(bags, config, settings)
+    provenance = {"pretrained_on": len(bags), "skipped": dict(bags.skipped), "epochs": settings.epochs,
+                  "final_loss": result.epoch_losses[-1] if result.epoch_losses else None, "seed": settings.seed}
+    return result.model, provenance
 
 
 def mean_slide_fn(mode: str = "mean") -> SlideFn:
