@@ -187,3 +187,8 @@ def test_survival_cindex(survival_bags, tmp_path, loss, extra):
     np.testing.assert_allclose(again.table["risk"], fold0["risk"], rtol=0, atol=1e-12)
     if loss == "nll":
         assert {"surv_0", "surv_3"} <= set(result.oof.columns)
+        # folds fit their own time bins, so the ensemble averages risks, never misaligned curves
+        ensemble = predict(tmp_path, source).table
+        assert not any(c.startswith("surv_") for c in ensemble.columns)
+        one = [predict(tmp_path, source, folds=[k]).table["risk"].to_numpy() for k in range(3)]
+        np.testing.assert_allclose(ensemble["risk"], np.mean(one, axis=0), atol=1e-12)

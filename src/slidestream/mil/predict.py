@@ -80,12 +80,14 @@ def predict(
             logits[i].append(logit)
             tile_scores.append(tiles)
         scores[slide_id] = np.mean(tile_scores, axis=0)
-    outputs = [
-        m.task.outputs(np.stack(rows)).drop(columns=list(m.task.derived))
-        for m, rows in zip(models, logits, strict=True)
-    ]
-    mean = sum(o.to_numpy() for o in outputs) / len(outputs)
-    table = models[0].task.add_prediction(pd.DataFrame(mean, columns=outputs[0].columns))
+    outputs = [m.task.outputs(np.stack(rows)) for m, rows in zip(models, logits, strict=True)]
+    if len({tuple(getattr(m.task, "inner_edges", ())) for m in models}) > 1:
+        # each fold fitted its own time bins: survival curves do not line up across folds, risks do
+        table = pd.DataFrame({"risk": sum(o["risk"].to_numpy() for o in outputs) / len(outputs)})
+    else:
+        kept = [o.drop(columns=list(m.task.derived)) for m, o in zip(models, outputs, strict=True)]
+        mean = sum(o.to_numpy() for o in kept) / len(kept)
+        table = models[0].task.add_prediction(pd.DataFrame(mean, columns=kept[0].columns))
     table.insert(0, "n_models", len(models))
     table.insert(0, "n_tiles", [len(coords[s]) for s in ids])
     table.insert(0, "slide_id", ids)
