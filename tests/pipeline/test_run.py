@@ -215,3 +215,18 @@ def test_missing_slides_input_is_a_config_error(tmp_path):
     result = run_cli("run", config)
     assert result.exit_code == 2 and "slides: no such file or folder" in result.stderr
     shutil.rmtree(tmp_path / "out", ignore_errors=True)
+
+
+def test_a_slide_without_tissue_is_a_note_in_every_stage_not_a_failure(tmp_path):
+    """As with ``extract``: blank glass gets empty tiles and features and an explained skip of its
+    slide embedding; the run succeeds."""
+    from tests.faults.conftest import make_blank_slide
+
+    blank = make_blank_slide(tmp_path / "blank.tif")
+    out = tmp_path / "out"
+    config = write_config(tmp_path, blank, out, slide_embedding={"method": "mean"})
+    result = run_cli("run", config)
+    assert result.exit_code == 0, result.output
+    manifest = pd.read_csv(out / "manifest.csv").set_index("stage")
+    assert (manifest["status"] != "failed").all(), manifest
+    assert "no tissue found" in manifest.loc["slide_embeddings/mean", "reason"]

@@ -34,7 +34,7 @@ STAGE_SETTINGS: dict[str, Any] = {
 
 def slide_list(folder: Path, slides: list[Path], name: str = "slides.csv") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    rows = ["path,mpp"] + [f"{p},{LIST_MPP[p.name] or ''}" for p in slides]
+    rows = ["path,mpp"] + [f"{p},{LIST_MPP.get(p.name) or ''}" for p in slides]
     path = folder / name
     path.write_text("\n".join(rows) + "\n")
     return path

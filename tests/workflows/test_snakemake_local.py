@@ -64,3 +64,18 @@ def test_snakemake_finds_nothing_to_do_in_a_slidestream_run_folder(tmp_path_fact
     result = snakemake(tmp_path, config, "--dry-run")
     assert result.returncode == 0, result.stdout + result.stderr
     assert job_counts(result.stdout) == {"features": 1, "all": 1, "total": 2}   # only the lost stage reruns
+
+
+@pytest.mark.slow
+def test_a_failing_workflow_still_writes_the_report(tmp_path):
+    """The report is most needed when a slide failed: Snakemake's onerror writes it too."""
+    from tests.io.test_bad_input import make_truncated
+
+    out = tmp_path / "out"
+    bad = make_truncated(CMU, tmp_path / "broken.svs")
+    config = write_config(tmp_path, [bad], out)
+    result = snakemake(tmp_path, config)
+    assert result.returncode != 0
+    page = out / "report" / "index.html"
+    assert page.exists(), result.stdout + result.stderr
+    assert "broken" in page.read_text()

@@ -41,6 +41,7 @@ from slidestream.pipeline.shard import apply_shard
 from slidestream.pipeline.stages import (
     SlideSource,
     check_unique_ids,
+    nothing_to_embed,
     run_extract,
     run_tiles,
     run_tissue,
@@ -210,6 +211,9 @@ def embed_slide(cfg: RunConfig, source: SlideSource, ctx: StageContext, *, overw
     store = SlideStore.open(path)
     if not store.has(f"features/{encoder}"):
         raise StoreError(path, f"no features/{encoder} yet (run the features stage first)")
+    feature_attrs = store.node_attrs(f"features/{encoder}")
+    if int(feature_attrs.get("n_rows", 0)) == 0:  # as extract: an empty slide is a note, not a failure
+        raise Skip(nothing_to_embed(store, feature_attrs.get("selection")))
     if emb.method == "panther":
         if ctx.prototypes is None:
             if cfg.shard is not None and not cfg.prototypes_path().exists():

@@ -257,11 +257,11 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
     except FeaturesDone as done:
         raise Skip("features already extracted", features=done.rows) from None
     if not result["features"]:  # keep extraction's own note (e.g. a scale mismatch) after the reason
-        result["note"] = "; ".join(n for n in (_why_nothing_to_embed(store, options.selection), result.get("note")) if n)
+        result["note"] = "; ".join(n for n in (nothing_to_embed(store, options.selection), result.get("note")) if n)
     return result
 
 
-def _why_nothing_to_embed(store: SlideStore, selection: str | None) -> str:
+def nothing_to_embed(store: SlideStore, selection: str | None) -> str:
     """The manifest's reason for an empty feature array: a blank slide must not pass silently."""
     if selection:
         return f"selection '{selection}' is empty: no tiles to embed"

@@ -303,10 +303,18 @@ def write_report(out: str | Path) -> Path:
 
     Raises ``FileNotFoundError`` when ``out`` holds neither a manifest nor a slide store.
     """
+    from slidestream.store.lock import hold
+
+    out = Path(out)
+    # Shards finishing together would otherwise delete each other's freshly drawn pictures.
+    with hold(out, "cohort/report", wait_s=300.0, stale_after_s=300.0):
+        return _write_report(out)
+
+
+def _write_report(out: Path) -> Path:
     from slidestream.viz.report_html import render
     from slidestream.viz.report_images import ReportImages
 
-    out = Path(out)
     run = collect_run(out)
     if not run.slides and not run.problems:
         raise FileNotFoundError(f"{out}: no manifest.csv and no <slide_id>.zarr stores: nothing to report")
