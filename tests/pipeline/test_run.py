@@ -225,8 +225,15 @@ def test_a_slide_without_tissue_is_a_note_in_every_stage_not_a_failure(tmp_path)
     blank = make_blank_slide(tmp_path / "blank.tif")
     out = tmp_path / "out"
     config = write_config(tmp_path, blank, out, slide_embedding={"method": "mean"})
-    result = run_cli("run", config)
+    result = run_cli("run", config, "--set", "features.batch_size=7")
     assert result.exit_code == 0, result.output
     manifest = pd.read_csv(out / "manifest.csv").set_index("stage")
     assert (manifest["status"] != "failed").all(), manifest
     assert "no tissue found" in manifest.loc["slide_embeddings/mean", "reason"]
+    # the config that made the folder (overrides applied) is kept and shown in the report
+    import yaml
+
+    recorded = yaml.safe_load((out / "run-config.yaml").read_text())
+    assert recorded["config"]["features"]["batch_size"] == 7 and recorded["run_id"]
+    page = (out / "report" / "index.html").read_text()
+    assert "run-config.yaml" in page and "batch_size: 7" in page

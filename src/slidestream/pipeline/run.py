@@ -24,6 +24,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any
 
 from rich.console import Console
 
+from slidestream._version import __version__
 from slidestream.errors import ConfigError, StoreError
 from slidestream.io import find_slide_entries
 from slidestream.pipeline.batch import BatchResult, Skip, SlideOutcome, run_batch
@@ -397,6 +399,23 @@ def choose_stages(cfg: RunConfig, only: Sequence[str] | None) -> list[str]:
     return [s for s in configured if s in only]
 
 
+RUN_CONFIG_FILE = "run-config.yaml"
+
+
+def write_run_config(cfg: RunConfig, run_id: str, stages: Sequence[str]) -> Path:
+    """``OUT/run-config.yaml``: the validated config (overrides applied) of the latest run, for
+    the report and for anyone who has to reproduce the folder. Written atomically."""
+    import yaml
+
+    record = {"run_id": run_id, "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "stages": list(stages),
+              "slidestream_version": __version__, "config": cfg.model_dump(mode="json")}
+    path = cfg.out / RUN_CONFIG_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump(record, sort_keys=False))
+    tmp.replace(path)
+    return path
+
+
 def run_pipeline(cfg: RunConfig, *, stages: Sequence[str] | None = None, slide_ids: Sequence[str] | None = None,
                  console: Console | None = None, show_progress: bool = True, run_id: str | None = None) -> RunReport:
     """Run the chosen stages (default: all the config asks for) and record them in the manifest.
@@ -409,6 +428,7 @@ def run_pipeline(cfg: RunConfig, *, stages: Sequence[str] | None = None, slide_i
     report = RunReport(run_id or new_run_id(), sources)
     console = console or Console(stderr=True)
     cfg.out.mkdir(parents=True, exist_ok=True)
+    write_run_config(cfg, report.run_id, chosen)
     first = chosen[0] if chosen else None
     ctx = StageContext()
     if "features" in chosen and sources:

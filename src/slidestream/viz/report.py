@@ -130,6 +130,7 @@ class RunReport:
     generated: str = field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S %z"))
     version: str = __version__
     problems: list[str] = field(default_factory=list)  # run-level: unreadable manifest, ...
+    run_config: str = ""  # OUT/run-config.yaml of the latest ``slidestream run``, verbatim
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.slides if s.status == status)
@@ -294,7 +295,9 @@ def collect_run(out: str | Path) -> RunReport:
                 report.warnings.append(f"the store {stores[sid].name} could not be read: {type(exc).__name__}: {exc}")
         report.warnings.extend(_warnings(report))
         slides.append(report)
-    return RunReport(out=out, slides=slides, config=_stage_config(slides), problems=problems)
+    run_config = out / "run-config.yaml"  # written by slidestream run (pipeline/run.py)
+    text = run_config.read_text(encoding="utf-8", errors="replace") if run_config.is_file() else ""
+    return RunReport(out=out, slides=slides, config=_stage_config(slides), problems=problems, run_config=text)
 
 
 # ---------------------------------------------------------------------------------- writing

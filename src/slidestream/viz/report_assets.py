@@ -18,6 +18,7 @@ section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:1
 a{color:#0b57d0}
 code{font:12px/1.4 ui-monospace,"DejaVu Sans Mono",monospace;background:#f1f3f5;padding:1px 4px;border-radius:3px}
 code.path{word-break:break-all}
+pre.run-config{font:12px/1.45 ui-monospace,"DejaVu Sans Mono",monospace;background:#f1f3f5;padding:8px 12px;border-radius:4px;max-height:28em;overflow:auto}
 .muted{color:var(--muted)}.small{font-size:12px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:14px}
 .card{border:1px solid var(--line);border-radius:8px;padding:10px 14px;min-width:120px;background:#fff}

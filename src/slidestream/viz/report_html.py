@@ -89,7 +89,7 @@ def _cards(run: RunReport) -> str:
         ("OK", str(run.count("ok")), "ok"),
         ("Skipped", str(run.count("skipped")), "skipped"),
         ("Failed", str(run.count("failed")), "failed" if run.count("failed") else ""),
-        ("Total time", duration(total), "sum of per-slide times over all stages"),
+        ("Processing time", duration(total), "sum of per-slide times over all stages"),
         ("Throughput", rate, f"{plural(slides_done, 'slide')} with work done, in {duration(work)}"),
     ]
     if run.count("no record"):
@@ -200,7 +200,10 @@ def _config(run: RunReport) -> str:
                       for rid, stage, fin in run.run_ids)
     batches_html = f'<h3>Batches in manifest.csv</h3><ul class="batches">{batches}</ul>' if batches else ""
     versions = sorted({str(s.store.attrs.get("slidestream", {}).get("version")) for s in run.slides if s.store is not None})
-    return (f'<div class="config-grid">{"".join(blocks)}</div>{batches_html}'
+    run_config = (f'<details open><summary>Config of the latest <code>slidestream run</code> '
+                  f'(<code>run-config.yaml</code>)</summary><pre class="run-config">{e(run.run_config)}</pre></details>'
+                  if run.run_config else "")
+    return (f'{run_config}<div class="config-grid">{"".join(blocks)}</div>{batches_html}'
             f'<p class="muted small">Stores written by slidestream {e(", ".join(versions) or "?")}. Slide mpp is a '
             'per-slide value: see each slide.</p>')
 
