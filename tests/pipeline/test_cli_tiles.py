@@ -219,3 +219,16 @@ def test_tile_overwrite_keeps_the_tissue_settings_and_refreshes_the_slide_mpp(tm
     store = SlideStore.open(tmp_path / f"{PEN.stem}.zarr")
     assert store.node_attrs("tissue")["params"]["remove_pen"] is False       # --keep-pen survived
     assert store.slide_info["mpp_x"] == 0.25 == store.read_tiles().attrs["slide_mpp"][0]
+
+
+def test_the_excluded_ink_is_kept_for_reviewers(tiled):
+    """The pen strokes go into the store (QuPath class 'Ink') and onto the report's overview."""
+    from slidestream.tissue import geometry_from_feature_collection
+
+    store = SlideStore.open(tiled / f"{PEN.stem}.zarr")
+    ink = store.read_ink_geojson()
+    assert ink["features"] and ink["features"][0]["properties"]["classification"]["name"] == "Ink"
+    ink_area = geometry_from_feature_collection(ink)
+    tissue = stages.tissue_geometry(store)
+    assert ink_area.intersection(tissue).area < 0.02 * ink_area.area   # ink is not tissue
+    assert "pen ink, excluded" in (tiled / "report" / "index.html").read_text()

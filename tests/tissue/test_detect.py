@@ -145,3 +145,20 @@ def test_ink_coloured_specks_do_not_punch_holes_in_tissue():
         without = detect_tissue(slide, TissueParams(remove_pen=False))
     assert with_rejection.pen.mean() < 0.005
     assert with_rejection.geometry.area >= 0.95 * without.geometry.area
+
+
+def test_a_fragment_below_the_minimum_area_is_counted_and_explained(tmp_path):
+    """Kidney's fragment at a (wrong) 0.5 um/px is ~1000 um^2, under min_object_um2: no tissue,
+    but the summary and the report say that a stained piece was dropped for its size."""
+    from typer.testing import CliRunner
+
+    from slidestream.cli import app
+
+    with open_slide(KIDNEY, default_mpp=0.5) as slide, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoTissueWarning)
+        result = detect_tissue(slide)
+    assert result.is_empty and result.summary()["small_pieces_dropped"] >= 1
+    run = CliRunner().invoke(app, ["tissue", str(KIDNEY), "--out", str(tmp_path), "--default-mpp", "0.5"])
+    assert run.exit_code == 0, run.output
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert "smaller than the 10,000 µm² minimum" in page

@@ -109,8 +109,8 @@ class Slide:
         if self.resolution is None:
             raise MissingMppError(
                 self.path,
-                "no microns-per-pixel in the file's metadata; pass mpp=<value> (CLI: --default-mpp) "
-                "if you know the scan resolution",
+                "no microns-per-pixel in the file's metadata; if you know the scan resolution, give it as "
+                "mpp=<value> (CLI --default-mpp, run config default_mpp, or an mpp column in a slide list)",
             )
         return (self.resolution.mpp_x, self.resolution.mpp_y)
 

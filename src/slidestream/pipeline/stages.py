@@ -27,9 +27,11 @@ from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLo
 from slidestream.tiling import tile_slide
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue import (
+    INK_CLASS,
     TissueParams,
     detect_tissue,
     geometry_from_feature_collection,
+    geometry_to_feature_collection,
     to_feature_collection,
     write_geojson,
 )
@@ -118,13 +120,16 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
         result = detect_tissue(slide, params)
         store = open_store(source, out, slide)
         feature_collection = to_feature_collection(result.gdf)
+        ink = result.ink_geometry() if params.remove_pen else None
         write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
         if write_images:
-            save_png(draw_overlay(result.image, slide.dimensions, result.geometry), out / f"{source.slide_id}.tissue.png")
+            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink),
+                     out / f"{source.slide_id}.tissue.png")
         if store.has("tissue"):
             store.invalidate_dependents("tissue")
         summary = result.summary()
-        store.write_tissue(feature_collection, summary, wanted)
+        store.write_tissue(feature_collection, summary, wanted,
+                           ink=geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None)
         return {**summary, "note": "no tissue found" if result.is_empty else ""}
 
 

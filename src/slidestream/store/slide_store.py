@@ -250,12 +250,20 @@ class SlideStore:
         return count
 
     # ------------------------------------------------------------------ stages
-    def write_tissue(self, feature_collection: dict[str, Any], summary: dict[str, Any], params: dict[str, Any]) -> None:
+    def write_tissue(self, feature_collection: dict[str, Any], summary: dict[str, Any], params: dict[str, Any],
+                     ink: dict[str, Any] | None = None) -> None:
         def build(parent: zarr.Group, tmp: str) -> None:
             parent.create_group(tmp)
 
-        self.write_node("tissue", build, {"geojson": feature_collection, "summary": summary, "params": params,
-                                          "coordinate_space": "level-0 pixels"})
+        attrs = {"geojson": feature_collection, "summary": summary, "params": params,
+                 "coordinate_space": "level-0 pixels"}
+        if ink is not None:
+            attrs["ink_geojson"] = ink
+        self.write_node("tissue", build, attrs)
+
+    def read_ink_geojson(self) -> dict[str, Any] | None:
+        """The pen marks tissue detection excluded (None for stores written before it was kept)."""
+        return self.node_attrs("tissue").get("ink_geojson")
 
     def read_tissue_geojson(self) -> dict[str, Any]:
         return self.node_attrs("tissue")["geojson"]

@@ -2,7 +2,9 @@
 
 from slidestream.tissue.detect import TissueResult, detect_tissue, working_mpp
 from slidestream.tissue.geojson import (
+    INK_CLASS,
     geometry_from_feature_collection,
+    geometry_to_feature_collection,
     read_geojson,
     to_feature_collection,
     write_geojson,
@@ -12,10 +14,12 @@ from slidestream.tissue.params import TissueParams
 from slidestream.tissue.polygons import mask_to_polygons, rasterize
 
 __all__ = [
+    "INK_CLASS",
     "TissueParams",
     "TissueResult",
     "detect_tissue",
     "geometry_from_feature_collection",
+    "geometry_to_feature_collection",
     "mask_to_polygons",
     "rasterize",
     "read_geojson",

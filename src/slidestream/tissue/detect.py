@@ -33,12 +33,18 @@ class TissueResult:
     level0_size: tuple[int, int]    # slide (width, height) at level 0
     threshold: float
     params: TissueParams
+    small_pieces_dropped: int = 0
 
     @property
     def scale(self) -> tuple[float, float]:
         """Level-0 pixels per image pixel (x, y)."""
         h, w = self.mask.shape
         return (self.level0_size[0] / w, self.level0_size[1] / h)
+
+    def ink_geometry(self) -> BaseGeometry:
+        """Ink (pen marks) excluded from the tissue, as level-0 polygons: drawn for reviewers."""
+        polygons = mask_to_polygons(self.pen, self.scale, self.params.simplify_px)
+        return shapely.union_all(polygons) if polygons else MultiPolygon()
 
     @property
     def area_um2(self) -> float:
@@ -57,6 +63,7 @@ class TissueResult:
             "pen_fraction": round(float(self.pen.mean()), 4),
             "working_mpp": round(float(np.mean(self.image_mpp)), 4),
             "working_size": f"{w}x{h}",
+            "small_pieces_dropped": self.small_pieces_dropped,
         }
 
 
@@ -93,4 +100,4 @@ def detect_tissue(slide: Slide, params: TissueParams | None = None) -> TissueRes
                       NoTissueWarning, stacklevel=2)
     return TissueResult(gdf=gdf, geometry=union, image=image, mask=result.tissue, pen=result.pen,
                        image_mpp=(mx, my), level0_size=slide.dimensions, threshold=result.threshold,
-                       params=params)
+                       params=params, small_pieces_dropped=result.small_pieces_dropped)

@@ -12,6 +12,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 TISSUE_CLASS = {"name": "Tissue", "color": [80, 180, 80]}
+INK_CLASS = {"name": "Ink", "color": [200, 0, 200]}
 
 
 def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
@@ -24,6 +25,14 @@ def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
             properties["measurements"] = {"area_um2": float(row.area_um2)}
         features.append({"type": "Feature", "geometry": mapping(row.geometry), "properties": properties})
     return {"type": "FeatureCollection", "features": features}
+
+
+def geometry_to_feature_collection(geometry: BaseGeometry | None, classification: dict[str, Any]) -> dict[str, Any]:
+    """One feature per polygon of ``geometry`` with a QuPath classification (e.g. the ink)."""
+    polygons = [] if geometry is None or geometry.is_empty else list(getattr(geometry, "geoms", [geometry]))
+    return {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": mapping(p),
+         "properties": {"objectType": "annotation", "classification": dict(classification)}} for p in polygons]}
 
 
 def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy import ndimage
 from skimage.filters import threshold_otsu
 from skimage.morphology import remove_small_holes, remove_small_objects
 
@@ -25,6 +26,7 @@ class MaskResult:
     pen: np.ndarray             # bool (H, W): pixels rejected as ink
     threshold: float            # saturation threshold used
     mpp: float                  # um per pixel of the masks
+    small_pieces_dropped: int = 0  # stained pieces under min_object_um2 (why a slide may get no tissue)
 
 
 def _odd(n: float) -> int:
@@ -128,8 +130,21 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
     px_area = mpp * mpp
     min_obj = round(params.min_object_um2 / px_area)
     min_hole = round(params.min_hole_um2 / px_area)
+    dropped = 0
     if min_obj > 0:
-        tissue = remove_small_objects(tissue, max_size=min_obj)
+        tissue, dropped = _drop_small_pieces(tissue, min_obj)
     if min_hole > 0:
         tissue = remove_small_holes(tissue, max_size=min_hole)
-    return MaskResult(tissue=tissue, pen=pen & (sat > 0.1), threshold=threshold, mpp=mpp)
+    return MaskResult(tissue=tissue, pen=pen & (sat > 0.1), threshold=threshold, mpp=mpp,
+                      small_pieces_dropped=dropped)
+
+
+def _drop_small_pieces(mask: np.ndarray, max_size: int) -> tuple[np.ndarray, int]:
+    """``remove_small_objects`` (4-connected, pieces of at most ``max_size`` px go) that also
+    says how many went: the report tells a user why a tiny biopsy found no tissue."""
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask, 0
+    small = np.bincount(labels.ravel(), minlength=n + 1) <= max_size
+    small[0] = True  # background stays background
+    return ~small[labels], int(small[1:].sum())

@@ -16,6 +16,7 @@ TISSUE_COLOUR = (255, 176, 0)
 HOLE_COLOUR = (20, 20, 20)
 TILE_COLOUR = (40, 90, 220)
 SELECTED_COLOUR = (220, 20, 60)
+INK_COLOUR = (200, 0, 200)  # magenta: what was excluded as pen ink
 
 
 def _polygons(geometry: BaseGeometry) -> Sequence[Polygon]:
@@ -32,11 +33,18 @@ def draw_overlay(
     tile_extent: tuple[int, int] | None = None,
     selected: np.ndarray | None = None,
     width: int = 2,
+    ink: BaseGeometry | None = None,
 ) -> Image.Image:
-    """Draw level-0 geometry and tile boxes onto a thumbnail of the whole slide."""
+    """Draw level-0 geometry and tile boxes onto a thumbnail of the whole slide.
+
+    ``ink`` (the pen marks detection excluded) is hatched in magenta, so a reviewer sees both
+    what was kept and what was thrown away as ink.
+    """
     image = Image.fromarray(thumbnail).convert("RGB")
-    draw = ImageDraw.Draw(image, "RGBA")
     sx, sy = image.width / level0_size[0], image.height / level0_size[1]
+    if ink is not None and not ink.is_empty:
+        image = _shade(image, ink, (sx, sy), INK_COLOUR, alpha=80)
+    draw = ImageDraw.Draw(image, "RGBA")
     if tiles is not None and tile_extent is not None and len(tiles):
         tw, th = tile_extent[0] * sx, tile_extent[1] * sy
         chosen = set(np.asarray(selected).tolist()) if selected is not None else set()
@@ -51,6 +59,19 @@ def draw_overlay(
         for hole in poly.interiors:
             draw.line([(x * sx, y * sy) for x, y in hole.coords], fill=HOLE_COLOUR, width=max(1, width - 1))
     return image
+
+
+def _shade(image: Image.Image, geometry: BaseGeometry, scale: tuple[float, float], colour: tuple[int, int, int],
+           alpha: int) -> Image.Image:
+    """Fill ``geometry`` (holes left clear) with a translucent colour and outline it."""
+    sx, sy = scale
+    area = Image.new("L", image.size, 0)
+    pen = ImageDraw.Draw(area)
+    for poly in _polygons(geometry):
+        pen.polygon([(x * sx, y * sy) for x, y in poly.exterior.coords], fill=alpha, outline=255)
+        for hole in poly.interiors:
+            pen.polygon([(x * sx, y * sy) for x, y in hole.coords], fill=0, outline=255)
+    return Image.composite(Image.new("RGB", image.size, colour), image, area)
 
 
 def save_png(image: Image.Image, path: Path) -> Path:

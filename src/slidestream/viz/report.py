@@ -207,7 +207,7 @@ def _warnings(report: SlideReport) -> list[str]:
         out.append(f"{', '.join(stages)} failed: {reason}" + (f" ({error_type})" if error_type else ""))
     if any(r.error_type == "MissingMppError" for r in report.failures):
         out.append("the file has no microns-per-pixel: give this slide an mpp column value in a slide list "
-                   "(path,mpp) or run with --default-mpp, if you know the scan resolution")
+                   "(path,mpp), or --default-mpp (default_mpp in a run config), if you know the scan resolution")
     if report.failures and report.store is not None:
         out.append("the pictures and numbers below are what the store held from earlier, successful stages")
     if report.store is not None and report.info:
@@ -216,14 +216,18 @@ def _warnings(report: SlideReport) -> list[str]:
         if mpp is None:
             out.append("no mpp: physical sizes are unknown")
         elif source.startswith("default"):
-            out.append(f"mpp {mpp:g} µm/px was assumed: the file has none (value from --default-mpp or the slide "
-                       "list); tissue areas and tile sizes are only as right as this value")
+            out.append(f"mpp {mpp:g} µm/px was assumed: the file has none (value from --default-mpp, default_mpp "
+                       "or the slide list); tissue areas and tile sizes are only as right as this value")
         elif source == "override":
             out.append(f"mpp {mpp:g} µm/px was imposed (override): the file's own value, if any, was ignored")
     if report.tissue is not None:
         summary = report.tissue.get("summary", {})
         if int(summary.get("tissue_pieces", 0) or 0) == 0:
-            out.append("no tissue found: nothing to tile")
+            dropped = int(summary.get("small_pieces_dropped", 0) or 0)
+            minimum = report.tissue.get("params", {}).get("min_object_um2")
+            why = (f": {dropped} stained piece(s) were smaller than the {minimum:,.0f} µm² minimum; check the "
+                   "slide's mpp, or lower min_object_um2 for biopsies this small") if dropped and minimum else ""
+            out.append(f"no tissue found{why}: nothing to tile")
         elif report.tiles is not None and int(report.tiles.get("n_tiles", 0)) == 0:
             out.append(f"no tiles: no tile reached the minimum tissue fraction ({report.tiles.get('min_tissue')})")
     elif report.store is not None and not report.failures:

@@ -63,6 +63,19 @@ def badge(status: str) -> str:
     return f'<span class="badge {cls}">{e(STATUS_TEXT.get(status, status))}</span>'
 
 
+# Manifest detail keys as a person reads them; unknown keys are shown with underscores as spaces.
+DETAIL_LABELS = {
+    "tissue_pieces": "tissue pieces", "tissue_area_mm2": "tissue mm²", "tissue_fraction": "tissue share",
+    "pen_fraction": "ink share", "working_mpp": "detected at µm/px", "working_size": "working image px",
+    "small_pieces_dropped": "small pieces dropped", "read_level": "read level", "n_tiles": "tiles",
+    "embedded_tiles": "tiles embedded", "dim": "dimensions", "locked_by": "locked by",
+}
+
+
+def detail_text(details: dict[str, Any]) -> str:
+    return ", ".join(f"{DETAIL_LABELS.get(k, k.replace('_', ' '))} {value_text(v)}" for k, v in details.items())
+
+
 def value_text(value: Any) -> str:
     if value is None:
         return "none"
@@ -287,7 +300,7 @@ def _stages(s: SlideReport) -> str:
         return '<p class="muted small">No record in manifest.csv.</p>'
     rows = []
     for r in s.records:
-        details = ", ".join(f"{k} {value_text(v)}" for k, v in r.details.items())
+        details = detail_text(r.details)
         note = e(r.reason) + (f' <span class="muted">[{e(r.error_type)}]</span>' if r.error_type else "")
         rows.append(f'<tr class="{e(r.status)}"><td>{e(r.stage)}</td><td>{badge(r.status)}</td>'
                     f'<td class="num">{duration(r.seconds)}</td><td>{note}</td><td class="muted">{e(details)}</td></tr>')

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 
 from slidestream.viz.overlay import (
     HOLE_COLOUR,
+    INK_COLOUR,
     SELECTED_COLOUR,
     TILE_COLOUR,
     TISSUE_COLOUR,
@@ -28,7 +29,7 @@ from slidestream.viz.report import REPORT_DIR, Figure, SlideReport
 
 THUMB_SIZE = 1024  # longest side of the pictures, px (shown smaller; click opens the full picture)
 EXTRA_MAX = 1600  # the run's own PNGs are shrunk to at most this
-DRAW_VERSION = 2  # bump when drawing changes, to redraw cached pictures
+DRAW_VERSION = 3  # bump when drawing changes, to redraw cached pictures
 CACHE_NAME = ".cache.json"
 # The overview and fallbacks draw these; the run's own copies are shown through the overview.
 OWN_PNG_SUFFIXES = (".tissue.png", ".tiles.png")
@@ -254,7 +255,15 @@ def _draw_overview(slide: SlideReport, thumb: np.ndarray | None, selection: str 
     image = thumb
     if coords is not None and extent is not None:
         image = _tint_tiles(thumb, _level0_size(slide), coords, extent)
-    return draw_overlay(image, _level0_size(slide), _geometry(slide), coords, extent, selected=selected, width=3)
+    return draw_overlay(image, _level0_size(slide), _geometry(slide), coords, extent, selected=selected, width=3,
+                        ink=_ink(slide))
+
+
+def _ink(slide: SlideReport) -> Any:
+    from slidestream.tissue.geojson import geometry_from_feature_collection
+
+    ink = slide.tissue.get("ink_geojson") if slide.tissue else None
+    return geometry_from_feature_collection(ink) if ink else None
 
 
 def _tint_tiles(thumb: np.ndarray, level0_size: tuple[int, int], coords: np.ndarray,
@@ -289,6 +298,8 @@ def _overview_caption(slide: SlideReport, selection: str | None) -> str:
 
 def _overview_legend(slide: SlideReport, selection: str | None) -> list[tuple[str, str]]:
     legend = [(_css(TISSUE_COLOUR), "tissue outline"), (_css(HOLE_COLOUR), "hole in tissue")]
+    if slide.tissue and (slide.tissue.get("ink_geojson") or {}).get("features"):
+        legend.append((_css(INK_COLOUR), "pen ink, excluded"))
     if slide.n_tiles:
         legend.append((_css(TILE_COLOUR), "tile"))
     if selection:
