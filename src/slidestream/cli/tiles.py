@@ -88,6 +88,7 @@ def tile_command(
     overlap: Annotated[int, typer.Option(help="Overlap in px at the target resolution.")] = 0,
     min_tissue: Annotated[float, typer.Option(help="Minimum tissue fraction of a kept tile.")] = 0.25,
     allow_upsample: Annotated[bool, typer.Option(help="Allow a target finer than the slide.")] = False,
+    min_focus_ratio: Annotated[float | None, typer.Option(help="Drop out-of-focus tiles: sharpness below this share of the slide's sharp tiles (e.g. 0.1).")] = None,
     select: Annotated[str | None, typer.Option(help="Also choose a subset: mosaic, fps, random or grid.")] = None,
     fraction: Annotated[float | None, typer.Option(help="Share of tiles to select.")] = 0.1,
     count: Annotated[int | None, typer.Option(help="Number of tiles to select (instead of --fraction).")] = None,
@@ -99,7 +100,8 @@ def tile_command(
 ) -> None:
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
     tiling = _validated(TilingParams, mpp=None if magnification else mpp, magnification=magnification,
-                        tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, allow_upsample=allow_upsample)
+                        tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, allow_upsample=allow_upsample,
+                        min_focus_ratio=min_focus_ratio)
     selection = None
     if select is not None:
         selection = _validated(SelectionParams, method=select, fraction=None if count else fraction, count=count, seed=seed)

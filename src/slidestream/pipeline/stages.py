@@ -182,7 +182,8 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             grid = tile_slide(slide, tissue_geometry(store), **tiling.model_dump())
             if store.has("tiles"):
                 store.invalidate_dependents("tiles")
-            store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted)
+            store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted,
+                              focus=grid.focus)
             did_tiles = True
         tiles = store.read_tiles()
         low_res: list[np.ndarray] = []
@@ -194,6 +195,8 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
 
         summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],
                                    "note": "" if len(tiles) else "no tiles: no tissue above min_tissue"}
+        if tiles.attrs.get("out_of_focus_dropped"):
+            summary["out_of_focus_dropped"] = tiles.attrs["out_of_focus_dropped"]
         selected = None
         did_selection = False
         if selection is not None:

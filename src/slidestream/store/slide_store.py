@@ -71,6 +71,7 @@ class Tiles:
     coords: np.ndarray
     tissue_fraction: np.ndarray
     attrs: dict[str, Any]
+    focus: np.ndarray | None = None  # sharpness per tile, when tiling measured it
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -269,7 +270,7 @@ class SlideStore:
         return self.node_attrs("tissue")["geojson"]
 
     def write_tiles(self, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict[str, Any],
-                    params: dict[str, Any]) -> None:
+                    params: dict[str, Any], focus: np.ndarray | None = None) -> None:
         coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
         fractions = np.asarray(tissue_fraction, dtype=np.float32).reshape(-1)
         if len(coords) != len(fractions):
@@ -283,14 +284,19 @@ class SlideStore:
             if len(coords):
                 coords_arr[...] = coords
                 fraction_arr[...] = fractions
+            if focus is not None:
+                focus_arr = group.create_array("focus", shape=fractions.shape, dtype="float32", chunks=(rows,))
+                if len(coords):
+                    focus_arr[...] = np.asarray(focus, dtype=np.float32)
 
         self.write_node("tiles", build, {**attrs, "params": params, "n_tiles": len(coords)})
 
     def read_tiles(self) -> Tiles:
         attrs = self.node_attrs("tiles")
         group = zarr.open_group(self.path / "tiles", mode="r", zarr_format=3)
+        focus = np.asarray(group["focus"][...]) if "focus" in group else None
         return Tiles(coords=np.asarray(group["coords"][...]), tissue_fraction=np.asarray(group["tissue_fraction"][...]),
-                     attrs=attrs)
+                     attrs=attrs, focus=focus)
 
     def write_selection(self, name: str, indices: np.ndarray, attrs: dict[str, Any]) -> None:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)

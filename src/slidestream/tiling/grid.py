@@ -11,6 +11,7 @@ from shapely.geometry.base import BaseGeometry
 from slidestream.errors import ConfigError
 from slidestream.io import ReadPlan, Slide
 from slidestream.tiling.coverage import tissue_fractions
+from slidestream.tiling.focus import focus_reference, focus_scores, in_focus
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TileGrid:
     slide_mpp: tuple[float, float]
     stride0: float                  # level-0 px between neighbouring tiles
     extra: dict[str, Any] = field(default_factory=dict)
+    focus: np.ndarray | None = None  # float32 (N,) sharpness of the kept tiles, when measured
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -89,6 +91,8 @@ def tile_slide(
     overlap: int = 0,
     min_tissue: float = 0.25,
     allow_upsample: bool = False,
+    min_focus_ratio: float | None = None,
+    focus_mpp: float = 2.0,
 ) -> TileGrid:
     """Tile ``slide`` at ``mpp`` (or ``magnification``, via the objective power).
 
@@ -113,9 +117,17 @@ def tile_slide(
     keep = fractions >= min_tissue if min_tissue > 0 else np.ones(len(candidates), bool)
     if min_tissue > 0 and tissue is not None and tissue.is_empty:
         keep[:] = False
-    extra = {"magnification": magnification} if magnification is not None else {}
+    extra: dict[str, Any] = {"magnification": magnification} if magnification is not None else {}
+    coords, fractions = candidates[keep], fractions[keep]
+    focus = None
+    if min_focus_ratio is not None:
+        scores = focus_scores(slide, coords, plan.level0_size, focus_mpp)
+        sharp = in_focus(scores, min_focus_ratio)
+        extra.update(focus_mpp=focus_mpp, min_focus_ratio=min_focus_ratio, out_of_focus_dropped=int((~sharp).sum()),
+                     focus_reference=focus_reference(scores))
+        coords, fractions, focus = coords[sharp], fractions[sharp], scores[sharp]
     return TileGrid(
-        coords=candidates[keep], tissue_fraction=fractions[keep], target_mpp=float(mpp),
+        coords=coords, tissue_fraction=fractions, target_mpp=float(mpp),
         tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, plan=plan,
-        slide_size=slide.dimensions, slide_mpp=slide.mpp, stride0=stride0, extra=extra,
+        slide_size=slide.dimensions, slide_mpp=slide.mpp, stride0=stride0, extra=extra, focus=focus,
     )

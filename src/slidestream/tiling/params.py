@@ -16,6 +16,8 @@ class TilingParams(BaseModel):
     overlap: int = Field(0, ge=0, description="Overlap between neighbouring tiles, pixels at the target resolution.")
     min_tissue: float = Field(0.25, ge=0, le=1, description="Minimum tissue fraction for a tile to be kept.")
     allow_upsample: bool = Field(False, description="Allow a target finer than the slide's best resolution.")
+    min_focus_ratio: float | None = Field(None, gt=0, lt=1, description="Drop out-of-focus tiles: sharpness (variance of the Laplacian at focus_mpp) below this share of the slide's sharp tiles (90th percentile), e.g. 0.1. None: off.")
+    focus_mpp: float = Field(2.0, gt=0, description="Resolution at which tile sharpness is measured (um/px).")
 
     @model_validator(mode="after")
     def _check(self) -> TilingParams:
