@@ -38,10 +38,10 @@ def main() -> int:
     parts = ["## Performance", ""]
     extract = RESULTS / "extract.json"
     tiling = RESULTS / "tiling.json"
-    machines = []
+    machines: list[tuple[str, dict]] = []
     if extract.exists():
         payload = json.loads(extract.read_text())
-        machines.append(payload["machine"])
+        machines.append(("extraction", payload["machine"]))
         parts += ["### Tile reading and feature extraction (0.5 um/px, 224 px tiles)", "",
                   "Floor: a plain sequential `openslide.read_region` of the level-0 footprint + PIL resize. "
                   "The pipeline is `slidestream extract` as a user runs it (seconds from the run manifest). "
@@ -52,14 +52,16 @@ def main() -> int:
         from bench_tiling import render
 
         payload = json.loads(tiling.read_text())
-        machines.append(payload["machine"])
+        machines.append(("tiling", payload["machine"]))
         table = render(payload).rsplit("\n\nMachine:", 1)[0]   # one machine line for the whole section
         parts += ["### Tissue detection + tiling across slide sizes, against the peers", "", table, ""]
     if not machines:
         raise SystemExit("no results yet: run bench_extract.py and bench_tiling.py first")
     parts += ["Slides: mosaics of real H&E tissue built by `benchmarks/make_slides.py` (pyramidal JPEG TIFF/SVS, "
               "0.25 um/px). Reproduce with the commands in `benchmarks/README.md`.",
-              f"Machine: {machine_line(machines[0])}."]
+              f"Machine: {machine_line(machines[0][1]).split('; load average')[0]}; load average at the start "
+              "of each benchmark (a shared machine): "
+              + ", ".join(f"{name} {m['load_avg_at_start'][0]}" for name, m in machines) + "."]
     text = "\n".join(parts) + "\n"
     (RESULTS / "README_table.md").write_text(text)
     print(text)
