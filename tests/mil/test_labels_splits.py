@@ -139,3 +139,16 @@ def test_too_few_patients_per_class_is_a_clear_error():
         ConfigError, match="class '1' has 1 patient\\(s\\); 3 folds need at least 3"
     ):
         patient_folds(labels, 3, seed=0)
+
+
+def test_a_damaged_feature_chunk_is_a_store_error_naming_the_store(tmp_path):
+    from slidestream.errors import StoreError
+    from slidestream.mil import StoreBagSource
+    from tests.viz.synthetic_store import make_store
+
+    make_store(tmp_path, "s0")
+    chunk = next(p for p in (tmp_path / "s0.zarr" / "features" / "uni").rglob("*")
+                 if p.is_file() and p.name != "zarr.json")
+    chunk.write_bytes(b"not a zstd frame at all")
+    with pytest.raises(StoreError, match=r"s0\.zarr.*unreadable features/uni"):
+        StoreBagSource.from_folder(tmp_path, "uni").load("s0")

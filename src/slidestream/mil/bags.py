@@ -112,7 +112,12 @@ class StoreBagSource:
             return self._cache[slide_id]
         path = self.path(slide_id)
         load_features = _store_loader(path)
-        features, coords = load_features(path, self.encoder)
+        try:
+            features, coords = load_features(path, self.encoder)
+        except StoreError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:  # a damaged chunk: whatever its codec raises
+            raise StoreError(path, f"unreadable features/{self.encoder}: {type(exc).__name__}: {exc}") from exc
         bag = check_bag(features, coords, path)
         if self._cache is not None:
             self._cache[slide_id] = bag
