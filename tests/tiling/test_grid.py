@@ -58,6 +58,30 @@ def test_fractions_match_exact_polygon_areas(geometry, stride, extent_extra, min
     assert (exact[~kept] < min_tissue + 0.08).all()       # no dropped tile does
 
 
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(stride=st.floats(17.0, 400.0), factor=st.integers(2, 4), w=st.integers(1, 6000), h=st.integers(1, 6000))
+def test_coarser_grids_are_sub_grids_of_finer_ones(stride, factor, w, h):
+    """Tiling at 2x (3x, 4x) the mpp with the same tile size puts every tile on a corner of the
+    finer grid: grids at different resolutions line up, so their tiles can be matched by coords."""
+    fine = {tuple(c) for c in lattice((w, h), stride).tolist()}
+    coarse = lattice((w, h), stride * factor).tolist()
+    assert coarse and all(tuple(c) in fine for c in coarse)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(tile=st.integers(16, 512), overlap_share=st.floats(0.0, 0.9), scale=st.floats(0.5, 8.0))
+def test_overlap_only_changes_the_stride(tile, overlap_share, scale):
+    """Whatever the overlap, tiles keep their size and the grid its anchor; neighbours are
+    (tile - overlap) target px apart, i.e. they share exactly ``overlap`` px."""
+    overlap = min(tile - 1, round(tile * overlap_share))
+    stride0 = (tile - overlap) * scale
+    coords = lattice((4000, 3000), stride0)
+    assert tuple(coords[0]) == (0, 0)
+    xs = np.unique(coords[:, 0])
+    steps = np.diff(xs) / scale        # in target px
+    assert np.all(np.abs(steps - (tile - overlap)) <= 1.0 / scale + 1e-9)   # rounding to level-0 px only
+
+
 @settings(max_examples=25, deadline=None)
 @given(stride=st.floats(17.0, 700.0), w=st.integers(1, 5000), h=st.integers(1, 5000))
 def test_lattice_is_anchored_inside_and_regular(stride, w, h):
