@@ -205,7 +205,8 @@ def _warnings(report: SlideReport) -> list[str]:
         by_reason.setdefault((r.reason, r.error_type), []).append(r.stage)
     for (reason, error_type), stages in by_reason.items():
         out.append(f"{', '.join(stages)} failed: {reason}" + (f" ({error_type})" if error_type else ""))
-    if any(r.error_type == "MissingMppError" for r in report.failures):
+    if any(r.error_type == "MissingMppError" and "mpp column" not in r.reason for r in report.failures):
+        # (older manifests: the error message itself did not say how to give an mpp yet)
         out.append("the file has no microns-per-pixel: give this slide an mpp column value in a slide list "
                    "(path,mpp), or --default-mpp (default_mpp in a run config), if you know the scan resolution")
     if report.failures and report.store is not None:
