@@ -160,3 +160,22 @@ def test_no_tissue_means_no_tiles():
     with open_slide(CMU) as slide:
         assert len(tile_slide(slide, MultiPolygon())) == 0
         assert len(tile_slide(slide, box(0, 0, 10, 10))) == 0
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(geometry=blobs(), stride=st.integers(40, 300), band_pixels=st.integers(500, 20_000))
+def test_banded_rasterisation_equals_one_mask(geometry, stride, band_pixels):
+    """The coverage mask is built band by band to bound RAM; the fractions must not notice."""
+    import slidestream.tiling.coverage as coverage
+
+    size = (3000, 2000)
+    coords = lattice(size, float(stride))
+    extent = (stride, stride)
+    whole = tissue_fractions(geometry, size, coords, extent)
+    saved = coverage.BAND_PIXELS
+    coverage.BAND_PIXELS = band_pixels
+    try:
+        banded = tissue_fractions(geometry, size, coords, extent)
+    finally:
+        coverage.BAND_PIXELS = saved
+    np.testing.assert_allclose(banded, whole, rtol=0, atol=1e-5)

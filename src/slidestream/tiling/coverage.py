@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 import shapely
-import shapely.affinity
 from shapely.geometry.base import BaseGeometry
 
 from slidestream.tissue.polygons import rasterize
 
 # Mask pixels per tile side: fractions are resolved to 1/256 of a tile.
 SUBDIVISIONS = 16
-# Ceiling on the coverage mask (pixels); beyond it the mask coarsens rather than eat RAM.
+# Ceiling on the coverage mask (pixels); beyond it the mask coarsens rather than take hours.
 MAX_MASK_PIXELS = 64_000_000
+# Mask pixels rasterised at once (one band of rows): ~25 bytes each at the peak, so ~25 MB
+# whatever the slide (a single 64 M-pixel mask peaked near 1 GB).
+BAND_PIXELS = 1_000_000
 
 
 def coverage_scale(level0_size: tuple[int, int], tile_extent0: float) -> float:
@@ -47,29 +49,43 @@ def tissue_fractions(
     Area outside the slide counts as not tissue, so edge tiles are judged on their full size.
     """
     coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+    out = np.zeros(len(coords), dtype=np.float32)
     if len(coords) == 0 or geometry is None or geometry.is_empty:
-        return np.zeros(len(coords), dtype=np.float32)
+        return out
     w, h = level0_size
     # Only the tissue's bounding box is rasterised: RAM follows the tissue, not the slide.
     minx, miny, maxx, maxy = geometry.bounds
     minx, miny = max(minx, 0.0), max(miny, 0.0)
     maxx, maxy = min(maxx, float(w)), min(maxy, float(h))
     if maxx <= minx or maxy <= miny:
-        return np.zeros(len(coords), dtype=np.float32)
+        return out
     s = scale or coverage_scale((int(maxx - minx) + 1, int(maxy - miny) + 1), max(extent0))
     c_lo, r_lo = int(np.floor(minx / s)), int(np.floor(miny / s))
     mw = max(1, int(np.ceil(maxx / s)) - c_lo)
     mh = max(1, int(np.ceil(maxy / s)) - r_lo)
     # Mask pixel (r, c) covers level-0 [(c + c_lo) * s, ...); the slide edge stays a hard limit
-    # because the box above was clipped to it.
-    shifted = shapely.affinity.translate(geometry.intersection(shapely.box(0, 0, w, h)), -c_lo * s, -r_lo * s)
-    mask = rasterize(shifted, (mh, mw), (s, s))
-    table = integral_image(mask)
+    # because the geometry is clipped to it.
+    clipped = geometry.intersection(shapely.box(0, 0, w, h))
     x0, y0 = coords[:, 0] / s - c_lo, coords[:, 1] / s - r_lo
-    x1, y1 = x0 + extent0[0] / s, y0 + extent0[1] / s
-    inside = (_sample(table, x1, y1) - _sample(table, x0, y1) - _sample(table, x1, y0) + _sample(table, x0, y0))
-    area = (x1 - x0) * (y1 - y0)
-    return np.clip(inside / area, 0.0, 1.0).astype(np.float32)
+    ew, eh = extent0[0] / s, extent0[1] / s
+    # The mask is made one horizontal band at a time, so peak RAM is a band's, whatever the
+    # slide: each band holds the tiles whose top edge falls in it, plus one tile height below.
+    band = max(int(np.ceil(eh)) + 1, BAND_PIXELS // mw)
+    first_band = np.floor(np.clip(y0, 0, None) / band).astype(np.int64)
+    for b in np.unique(first_band):
+        pick = np.flatnonzero(first_band == b)
+        row0 = int(b) * band
+        row1 = min(mh, row0 + band + int(np.ceil(eh)) + 1)
+        if row1 <= row0:
+            continue
+        mask = rasterize(clipped, (row1 - row0, mw), (s, s), offset=(c_lo * s, (r_lo + row0) * s))
+        table = integral_image(mask)
+        bx0, by0 = x0[pick], y0[pick] - row0
+        bx1, by1 = bx0 + ew, by0 + eh
+        inside = (_sample(table, bx1, by1) - _sample(table, bx0, by1) - _sample(table, bx1, by0)
+                  + _sample(table, bx0, by0))
+        out[pick] = np.clip(inside / (ew * eh), 0.0, 1.0)
+    return out
 
 
 def _sample(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:

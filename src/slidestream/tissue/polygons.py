@@ -61,8 +61,10 @@ def mask_to_polygons(mask: np.ndarray, scale: tuple[float, float], simplify_px: 
     return [shapely.affinity.scale(p, xfact=sx, yfact=sy, origin=(0, 0)) for p in polygons]
 
 
-def rasterize(geometry: BaseGeometry | None, shape: tuple[int, int], scale: tuple[float, float]) -> np.ndarray:
-    """Boolean mask of ``shape`` (H, W) whose pixel (r, c) covers level-0 [c*sx, (c+1)*sx) x [r*sy, ...).
+def rasterize(geometry: BaseGeometry | None, shape: tuple[int, int], scale: tuple[float, float],
+              offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """Boolean mask of ``shape`` (H, W) whose pixel (r, c) covers level-0
+    [ox + c*sx, ox + (c+1)*sx) x [oy + r*sy, ...), ``offset`` = (ox, oy): a window of the geometry.
 
     A pixel is inside when its centre is (the usual convention, unbiased for area). Scanline
     even-odd fill over all rings at once: holes need no special case, and the cost is one pass
@@ -78,8 +80,8 @@ def rasterize(geometry: BaseGeometry | None, shape: tuple[int, int], scale: tupl
     if not rings:
         return mask
     # all edges, in pixel units where pixel centres sit at integer + 0.5
-    starts = np.concatenate([r[:-1] for r in rings]) / (sx, sy)
-    ends = np.concatenate([r[1:] for r in rings]) / (sx, sy)
+    starts = (np.concatenate([r[:-1] for r in rings]) - offset) / (sx, sy)
+    ends = (np.concatenate([r[1:] for r in rings]) - offset) / (sx, sy)
     x0, y0, x1, y1 = starts[:, 0], starts[:, 1], ends[:, 0], ends[:, 1]
     lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
     # rows whose centre y = r + 0.5 lies in [lo, hi) (half-open: a vertex counts once)
