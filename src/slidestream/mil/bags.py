@@ -112,12 +112,7 @@ class StoreBagSource:
             return self._cache[slide_id]
         path = self.path(slide_id)
         load_features = _store_loader(path)
-        try:
-            features, coords = load_features(path, self.encoder)
-        except StoreError:
-            raise
-        except (OSError, ValueError, RuntimeError) as exc:  # a damaged chunk: whatever its codec raises
-            raise StoreError(path, f"unreadable features/{self.encoder}: {type(exc).__name__}: {exc}") from exc
+        features, coords = load_features(path, self.encoder)  # a damaged chunk is a StoreError there
         bag = check_bag(features, coords, path)
         if self._cache is not None:
             self._cache[slide_id] = bag

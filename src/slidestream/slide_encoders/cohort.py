@@ -15,6 +15,7 @@ fitting (:func:`fit_cohort_prototypes`) likewise skips a store it cannot read an
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,23 +93,12 @@ def slide_id(store: Path) -> str:
 
 
 def _load(store: Path, encoder: str) -> tuple[np.ndarray, np.ndarray]:
-    """Features and coords of one store; damaged chunks become a :class:`StoreError` too.
-
-    zarr reports a corrupt chunk as whatever its codec raises (``RuntimeError`` from zstd,
-    ``ValueError``, ``OSError``); turning those into the typed error lets the batch boundary
-    record the slide and go on instead of losing a cohort run to one damaged file.
-    """
+    """Features and coords of one store; a damaged chunk is a :class:`StoreError` (the store
+    turns codec errors into it), which batch loops record before going on."""
     from slidestream.store import load_features  # lazy: stores are optional for the array API
 
-    try:
-        feats, coords = load_features(store, encoder)
-        return np.asarray(feats, np.float32), np.asarray(coords, np.int64)
-    except SlideStreamError:
-        raise
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise StoreError(
-            store, f"unreadable features/{encoder}: {type(exc).__name__}: {exc}"
-        ) from exc
+    feats, coords = load_features(store, encoder)
+    return np.asarray(feats, np.float32), np.asarray(coords, np.int64)
 
 
 def write_tile_scores(store: Path, name: str, values: np.ndarray, attrs: dict[str, Any]) -> None:
@@ -294,26 +284,38 @@ class StoreBags(Sequence):
     """
 
     def __init__(self, stores: Sequence[Path], encoders: Sequence[EncoderSpec], cache: int = 32) -> None:
-        from functools import lru_cache
-
         self.encoders = list(encoders)
         self.skipped: dict[str, str] = {}
         self.stores: list[Path] = []
+        self._cache: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()
+        self._cache_size = cache
         for store in stores:
             try:
-                if len(load_bag(store, self.encoders)[self.encoders[0].model_name]) == 0:
+                bag = load_bag(store, self.encoders)
+                if len(bag[self.encoders[0].model_name]) == 0:
                     raise StoreError(store, "no tiles with features")
             except SlideStreamError as exc:
                 self.skipped[slide_id(store)] = exc.reason
                 continue
             self.stores.append(store)
-        self._load = lru_cache(maxsize=cache)(lambda i: load_bag(self.stores[i], self.encoders))
+            self._remember(len(self.stores) - 1, bag)  # the check's read is the first use's too
+
+    def _remember(self, i: int, bag: dict[str, np.ndarray]) -> None:
+        self._cache[i] = bag
+        self._cache.move_to_end(i)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
 
     def __len__(self) -> int:
         return len(self.stores)
 
     def __getitem__(self, i):  # type: ignore[override]
-        return self._load(int(i))
+        i = int(i)
+        bag = self._cache.get(i)
+        if bag is None:
+            bag = load_bag(self.stores[i], self.encoders)
+        self._remember(i, bag)
+        return bag
 
     def dims(self) -> dict[str, int]:
         """Feature width of every patch encoder, from the first readable store."""

@@ -368,14 +368,24 @@ class SlideStore:
         return FeatureWriter(self, encoder, n_rows, dim, attrs, dtype=dtype, chunk_rows=chunk_rows)
 
     def read_features(self, encoder: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        """Features (N, D), their level-0 coords (N, 2) and the node's attrs."""
+        """Features (N, D), their level-0 coords (N, 2) and the node's attrs.
+
+        zarr reports a corrupt chunk as whatever its codec raises (``RuntimeError`` from zstd,
+        ``ValueError``, ``OSError``); it becomes a :class:`StoreError` naming the store, so every
+        batch or cohort loop records the slide and goes on instead of dying on one damaged file.
+        """
         rel = f"features/{encoder}"
         if not self.has(rel):
             available = ", ".join(self.list_nodes("features")) or "none"
             raise StoreError(self.path, f"no complete features for encoder '{encoder}' (available: {available})")
         attrs = self.node_attrs(rel)
-        features = np.asarray(zarr.open_array(self.path / rel, mode="r", zarr_format=3)[...])
-        coords = self.read_tiles().coords
+        try:
+            features = np.asarray(zarr.open_array(self.path / rel, mode="r", zarr_format=3)[...])
+            coords = self.read_tiles().coords
+        except StoreError:
+            raise
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise StoreError(self.path, f"unreadable features/{encoder}: {type(exc).__name__}: {exc}") from exc
         if attrs.get("selection"):
             rows = self.read_selection(attrs["selection"])
             if attrs.get("selection_digest") not in (None, selection_digest(rows)):
