@@ -10,12 +10,20 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from slidestream.io.dicom import is_dicom_path, series_at
+
 _EDGE = 1 << 20
 
 
 def slide_fingerprint(path: str | Path, *, full: bool = False) -> str:
     path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    if is_dicom_path(path):
+        try:  # a DICOM slide is its series' files, not the folder (which may hold other series)
+            files = series_at(path).files
+        except ValueError:
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    else:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()
     for f in files:
         size = f.stat().st_size

@@ -20,8 +20,13 @@ def check_file(path: Path) -> None:
     """Raise ``ValueError`` with a short reason when the file cannot be a complete slide."""
     if not path.exists():
         raise FileNotFoundError("file does not exist")
-    if path.is_dir() and path.suffix.lower() != ".mrxs":
-        raise ValueError("is a directory, not a slide file")
+    if path.is_dir():
+        if not any(c.suffix.lower() == ".dcm" for c in path.iterdir()):
+            raise ValueError("is a directory without DICOM (.dcm) files, not a slide")
+        for dcm in (c for c in path.iterdir() if c.suffix.lower() == ".dcm"):
+            if dcm.is_file() and dcm.stat().st_size == 0:
+                raise ValueError(f"DICOM instance {dcm.name} is empty (0 bytes)")
+        return
     size = path.stat().st_size
     if size == 0:
         raise ValueError("file is empty (0 bytes)")

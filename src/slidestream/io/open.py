@@ -6,23 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 from slidestream.errors import SlideOpenError
+from slidestream.io.backend import BACKENDS, candidates, make_backend
 from slidestream.io.integrity import check_file
 from slidestream.io.slide import Slide
 
-BackendName = Literal["auto", "openslide", "tiffslide"]
-BACKENDS: tuple[str, ...] = ("openslide", "tiffslide")
-
-
-def _make_backend(name: str, path: Path):
-    if name == "openslide":
-        from slidestream.io._openslide import OpenSlideBackend
-
-        return OpenSlideBackend(path)
-    if name == "tiffslide":
-        from slidestream.io._tiffslide import TiffSlideBackend
-
-        return TiffSlideBackend(path)
-    raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
+BackendName = Literal["auto", "openslide", "tiffslide", "wsidicom", "czi"]
 
 
 def open_slide(
@@ -33,8 +21,9 @@ def open_slide(
 ) -> Slide:
     """Open a whole-slide image.
 
-    ``backend="auto"`` tries openslide first (it knows the vendor formats: MRXS, NDPI, DICOM,
-    Philips TIFF) and falls back to tiffslide (plain and strip TIFFs openslide rejects). ``mpp``
+    ``backend="auto"`` tries the backends that suit the format, best first (see
+    :mod:`slidestream.io.backend`: openslide for vendor formats and DICOM series, tiffslide for
+    OME-TIFF and plain TIFFs, pylibCZIrw for CZI); a name forces that backend. ``mpp``
     overrides the file's resolution; ``default_mpp`` is used only when the file carries none
     (safer for batches that mix well- and badly-described slides).
 
@@ -47,11 +36,11 @@ def open_slide(
         raise SlideOpenError(path, str(exc) if str(exc) else type(exc).__name__) from exc
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
-    names = BACKENDS if backend == "auto" else (backend,)
+    names = candidates(path) if backend == "auto" else (backend,)
     failures: list[str] = []
     for name in names:
         try:
-            handle = _make_backend(name, path)
+            handle = make_backend(name, path)
         except Exception as exc:  # each backend has its own error zoo; all mean "not by me"
             failures.append(f"{name}: {type(exc).__name__}: {exc}".rstrip(": "))
             continue

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from slidestream.errors import MissingMppError, ResolutionError, SlideReadError
-from slidestream.io.backend import Backend, composite_on_white
+from slidestream.io._base import Backend, composite_on_white
 from slidestream.io.geometry import MPP_TOLERANCE, ReadPlan, plan_read
 from slidestream.io.jpeg_tiles import DecodedTileCache, JpegPyramid, dct_scale
 from slidestream.io.metadata import Resolution, objective_power, resolution_from_properties, vendor
@@ -277,6 +277,8 @@ class Slide:
             "objective_power": self.objective_power,
             "associated_images": list(self.associated_images),
             "size_bytes": _size_bytes(self.path),
+            **({"dicom_series_uid": str(self.properties["dicom.SeriesInstanceUID"])}
+               if self.properties.get("dicom.SeriesInstanceUID") else {}),
         }
 
 

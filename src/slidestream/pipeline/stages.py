@@ -19,6 +19,7 @@ from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.extraction.reader import open_tile_reader
 from slidestream.io import Slide, open_slide
+from slidestream.io.discovery import slide_id_for as io_slide_id_for
 from slidestream.io.fingerprint import slide_fingerprint
 from slidestream.pipeline.batch import Skip, report_items
 from slidestream.selection import select_tiles
@@ -55,8 +56,9 @@ class SlideSource:
 
 
 def slide_id_for(path: Path) -> str:
-    """The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``)."""
-    return Path(path).stem if Path(path).suffix else Path(path).name
+    """The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``);
+    a DICOM series' container identifier or folder name (see :func:`slidestream.io.discovery.slide_id_for`)."""
+    return io_slide_id_for(path)
 
 
 def check_unique_ids(paths: list[Path]) -> None:
