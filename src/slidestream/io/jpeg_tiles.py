@@ -26,6 +26,8 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from slidestream.io._base import blend_shift, split_position
+
 # An Adobe APP14 segment with transform=0 tells libjpeg the components are RGB, not YCbCr:
 # Aperio writes RGB-coded JPEG tiles (TIFF photometric RGB) without any marker saying so.
 _ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
@@ -100,6 +102,12 @@ class JpegPyramid:
         try:
             with tifffile.TiffFile(path) as tif:
                 pages = [p for p in tif.pages if isinstance(p, tifffile.TiffPage)]
+                # pyramid levels kept in SubIFDs (OME-TIFF, libvips) are not top-level pages
+                for series in tif.series:
+                    for lvl in series.levels[1:]:
+                        page = lvl.keyframe
+                        if isinstance(page, tifffile.TiffPage):
+                            pages.append(page)
                 by_size = {}
                 for page in pages:
                     if page.is_tiled and page.compression == tifffile.COMPRESSION.JPEG and page.samplesperpixel == 3 \
@@ -194,6 +202,23 @@ class JpegPyramid:
                 ch = min(ch, tile.shape[0] - sy0, out.shape[0] - oy0)
                 out[oy0:oy0 + ch, ox0:ox0 + cw] = tile[sy0:sy0 + ch, sx0:sx0 + cw]
         return out
+
+    def window(self, fx: float, fy: float, w: int, h: int, scale: int = 1) -> tuple[int, int, int, int, float, float]:
+        """The scale-aligned level region (x, y, w, h) to decode for a ``w`` x ``h`` window whose
+        top-left lies at fractional level position (fx, fy), and the sub-pixel shift (in scaled
+        pixels) that :meth:`read_at` applies. ``w`` and ``h`` must be multiples of ``scale``."""
+        s = scale
+        ix, ax = split_position(fx / s)
+        iy, ay = split_position(fy / s)
+        return ix * s, iy * s, w + s * (ax > 0), h + s * (ay > 0), ax, ay
+
+    def read_at(self, level_index: int, fx: float, fy: float, w: int, h: int, scale: int = 1) -> np.ndarray:
+        """A ``w`` x ``h`` window (at 1/``scale``) whose top-left lies at the fractional level
+        position (fx, fy): the sampling openslide's ``read_region`` does (bilinear sub-pixel
+        shift), so tiles from levels with downsamples like 4.0015 land where the backend's do."""
+        x, y, rw, rh, ax, ay = self.window(fx, fy, w, h, scale)
+        region = self.read(level_index, x, y, rw, rh, scale)
+        return region if ax == 0.0 and ay == 0.0 else blend_shift(region, ax, ay)
 
     def tiles_touched(self, level_index: int, x: int, y: int, w: int, h: int) -> list[tuple[int, int]]:
         """JPEG tiles (tx, ty) under a region: what a batch must decode before assembly."""
