@@ -43,6 +43,7 @@ class DicomSeries:
     folder: Path
     instances: tuple[DicomInstance, ...]
     folder_series_count: int  # WSI series in the same folder (decides the id and the path)
+    id_suffix: str = ""  # set when the folder holds several series: the series number, or a UID tail
 
     @property
     def volumes(self) -> list[DicomInstance]:
@@ -65,10 +66,7 @@ class DicomSeries:
         else the folder name; suffixed with the series number when the folder holds several."""
         ids = {i.container_id for i in self.instances if i.container_id}
         base = _safe(sorted(ids)[0]) if ids else _safe(self.folder.name) or "dicom"
-        if self.folder_series_count > 1:
-            number = next((i.series_number for i in self.instances if i.series_number), None)
-            base = f"{base}-s{_safe(number)}" if number else f"{base}-{self.uid.rsplit('.', 1)[-1][-8:]}"
-        return base
+        return f"{base}-{self.id_suffix}" if self.id_suffix else base
 
 
 def _safe(text: str | None) -> str:
@@ -117,7 +115,14 @@ def folder_series(folder: Path) -> tuple[DicomSeries, ...]:
     for inst in instances:
         groups.setdefault(inst.series_uid, []).append(inst)
     slides = {uid: insts for uid, insts in groups.items() if any(i.flavor == "VOLUME" for i in insts)}
-    series = [DicomSeries(uid, folder, tuple(insts), len(slides)) for uid, insts in slides.items()]
+    numbers = {uid: next((i.series_number for i in insts if i.series_number), None) for uid, insts in slides.items()}
+    unique_numbers = len(set(numbers.values())) == len(numbers) and None not in numbers.values()
+    series = []
+    for uid, insts in slides.items():
+        suffix = ""
+        if len(slides) > 1:  # several slides share the folder: tell them apart, stably
+            suffix = f"s{_safe(numbers[uid])}" if unique_numbers else uid.rsplit(".", 1)[-1][-10:]
+        series.append(DicomSeries(uid, folder, tuple(insts), len(slides), suffix))
     return tuple(sorted(series, key=lambda s: (s.instances[0].series_number or "", s.uid)))
 
 
