@@ -149,7 +149,7 @@ def test_czi_opens_with_its_mpp_and_the_exact_source_pixels():
 def test_a_damaged_czi_is_a_clear_error(tmp_path):
     bad = tmp_path / "bad.czi"
     bad.write_bytes(CZI.read_bytes()[:5000])
-    with pytest.raises(SlideOpenError, match="bad.czi"):
+    with pytest.raises(SlideOpenError, match=r"bad\.czi"):
         open_slide(bad)
 
 

@@ -65,4 +65,6 @@ def test_extract_on_czi_equals_the_source_level(tmp_path):
     a, ca = load_features(out / "TCGA-XK-AAJU-pen-marks.zarr", "handcrafted")
     b, cb = load_features(ref / "TCGA-XK-AAJU-pen-marks.zarr", "handcrafted")
     assert len(a) > 0 and len(a) == len(b)
+    # CZI pixels are 2 um, PEN's (as told) 1 um; the lattices step 512 and 513 um (PEN's 8.014x level)
+    np.testing.assert_allclose(ca * 2, cb, rtol=0.01, atol=4)
     assert np.abs(a - b).mean() / np.abs(b).mean() < 0.1

@@ -12,6 +12,7 @@ compare readers or work around one.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from slidestream.io._base import Backend, composite_on_white
@@ -23,6 +24,13 @@ BACKENDS: tuple[str, ...] = ("openslide", "tiffslide", "wsidicom", "czi")
 # What each backend needs installed, for the error when it is missing.
 _PACKAGES = {"openslide": "openslide-python openslide-bin", "tiffslide": "tiffslide",
              "wsidicom": "wsidicom", "czi": "pylibCZIrw"}
+
+
+# Imported on first use: a user without pylibCZIrw can still read everything else.
+_CLASSES = {"openslide": ("slidestream.io._openslide", "OpenSlideBackend"),
+            "tiffslide": ("slidestream.io._tiffslide", "TiffSlideBackend"),
+            "wsidicom": ("slidestream.io._wsidicom", "WsiDicomBackend"),
+            "czi": ("slidestream.io._czi", "CziBackend")}
 
 
 def candidates(path: Path) -> tuple[str, ...]:
@@ -55,15 +63,9 @@ def make_backend(name: str, path: Path) -> Backend:
     """Open ``path`` with backend ``name``; raises whatever that backend raises."""
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
+    module, cls_name = _CLASSES[name]
     try:
-        if name == "openslide":
-            from slidestream.io._openslide import OpenSlideBackend as cls
-        elif name == "tiffslide":
-            from slidestream.io._tiffslide import TiffSlideBackend as cls
-        elif name == "wsidicom":
-            from slidestream.io._wsidicom import WsiDicomBackend as cls
-        else:
-            from slidestream.io._czi import CziBackend as cls
+        cls = getattr(importlib.import_module(module), cls_name)
     except ImportError as exc:
         raise ImportError(f"backend {name} needs {_PACKAGES[name]} installed ({exc})") from exc
     return cls(path)
