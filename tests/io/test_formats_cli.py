@@ -26,11 +26,11 @@ def test_info_lists_one_slide_per_file_or_series_with_its_backend():
     assert result.exit_code == 0, result.output
     records = {r["path"].rsplit("/", 1)[-1]: r for r in json.loads(result.stdout[result.stdout.index("["):])}
     assert set(records) == {DICOM.name, OME.name, CZI.name}
-    assert (records[DICOM.name]["level_count"], records[DICOM.name]["backend"]) == (2, "openslide")
+    assert (records[DICOM.name]["level_count"], records[DICOM.name]["backend"]) == (2, "wsidicom")
     assert (records[OME.name]["level_count"], records[OME.name]["backend"]) == (5, "tiffslide")
     assert (records[CZI.name]["mpp_x"], records[CZI.name]["backend"]) == (2.0, "czi")
-    forced = run("info", DICOM, "--backend", "wsidicom", "--json")
-    assert forced.exit_code == 0 and json.loads(forced.stdout[forced.stdout.index("["):])[0]["backend"] == "wsidicom"
+    forced = run("info", DICOM, "--backend", "openslide", "--json")
+    assert forced.exit_code == 0 and json.loads(forced.stdout[forced.stdout.index("["):])[0]["backend"] == "openslide"
 
 
 def test_extract_on_dicom_and_ome_tiff_matches_the_source_svs(tmp_path):
@@ -49,7 +49,7 @@ def test_extract_on_dicom_and_ome_tiff_matches_the_source_svs(tmp_path):
         np.testing.assert_allclose(coords, source_coords, rtol=0.02, atol=16)
         assert np.abs(features - source).mean() / np.abs(source).mean() < 0.1
     dicom = SlideStore.open(out / "tcga-cr-7395-dicom.zarr")
-    assert dicom.slide_info["dicom_series_uid"] and dicom.slide_info["backend"] == "openslide"
+    assert dicom.slide_info["dicom_series_uid"] and dicom.slide_info["backend"] == "wsidicom"
     assert SlideStore.open(out / "tcga-cr-7395.ome.zarr").node_attrs("features/handcrafted")["reader"] == "jpeg"
 
 

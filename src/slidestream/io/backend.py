@@ -4,7 +4,9 @@
 ``benchmarks/results/formats.md``); an explicit name forces that backend, so a user can
 compare readers or work around one.
 
-- DICOM WSI series (a folder of ``.dcm`` instances, or one of them): openslide 4, then wsidicom.
+- DICOM WSI series (a folder of ``.dcm`` instances, or one of them): wsidicom, then openslide 4
+  (same pixels, to 0.5 grey levels; wsidicom reads regions 2.5-5x faster, openslide's sub-pixel
+  path through cairo is slow).
 - CZI (Zeiss): pylibCZIrw, Zeiss's own reader.
 - OME-TIFF: tiffslide first, because openslide sees only the first page of a SubIFD pyramid.
 - everything else: openslide (vendor formats), then tiffslide (plain and strip TIFFs).
@@ -38,7 +40,7 @@ def candidates(path: Path) -> tuple[str, ...]:
     from slidestream.io.dicom import is_dicom_path
 
     if is_dicom_path(path):
-        return ("openslide", "wsidicom")
+        return ("wsidicom", "openslide")
     name = path.name.lower()
     if name.endswith(".czi"):
         return ("czi",)
