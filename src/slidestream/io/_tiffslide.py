@@ -10,6 +10,7 @@ import numpy as np
 import tiffslide
 
 from slidestream.io._base import LevelGridBackend, OpenSlideLikeBackend
+from slidestream.io.remote import remote_url
 
 
 class _LevelCoordinateTiffSlide(tiffslide.TiffSlide):
@@ -27,7 +28,8 @@ class TiffSlideBackend(LevelGridBackend, OpenSlideLikeBackend):
         self.path = path  # type: ignore[assignment]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self._slide = _LevelCoordinateTiffSlide(str(path))
+            # a URL (possibly squeezed through Path) is read through fsspec with range requests
+            self._slide = _LevelCoordinateTiffSlide(remote_url(path) or str(path))
         # Touch the level structure now so a broken file fails at open, not at first read.
         _ = self._slide.level_dimensions
 

@@ -27,6 +27,7 @@ import tifffile
 from PIL import Image
 
 from slidestream.io._base import blend_shift, split_position
+from slidestream.io.remote import remote_url
 
 # An Adobe APP14 segment with transform=0 tells libjpeg the components are RGB, not YCbCr:
 # Aperio writes RGB-coded JPEG tiles (TIFF photometric RGB) without any marker saying so.
@@ -99,6 +100,8 @@ class JpegPyramid:
     def open(cls, path: str | Path, level_dimensions: list[tuple[int, int]], cache: DecodedTileCache | None = None) -> JpegPyramid | None:
         """The pyramid if every slide level is a JPEG-tiled TIFF page, else None (use the backend)."""
         path = Path(path)
+        if remote_url(path) is not None:  # direct tile reads need a local file descriptor
+            return None
         try:
             with tifffile.TiffFile(path) as tif:
                 pages = [p for p in tif.pages if isinstance(p, tifffile.TiffPage)]

@@ -21,6 +21,7 @@ from slidestream.extraction.reader import open_tile_reader
 from slidestream.io import Slide, open_slide
 from slidestream.io.discovery import slide_id_for as io_slide_id_for
 from slidestream.io.fingerprint import slide_fingerprint
+from slidestream.io.remote import location
 from slidestream.pipeline.batch import Skip, report_items
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore
@@ -74,7 +75,7 @@ def check_unique_ids(paths: list[Path]) -> None:
 def open_store(source: SlideSource, out: Path, slide: Any) -> SlideStore:
     """Create or open the slide's store, refusing one that was made from a different file."""
     info = slide.info()
-    info["path"] = str(Path(info["path"]).resolve())
+    info["path"] = location(info["path"])
     info["fingerprint"] = slide_fingerprint(slide.path)
     store = SlideStore.create(out, source.slide_id, info)
     recorded = store.slide_info.get("fingerprint")
