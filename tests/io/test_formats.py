@@ -161,3 +161,23 @@ def test_every_backend_can_be_forced_and_reports_itself():
             assert slide.backend_name == backend and slide.info()["backend"] == backend
     with pytest.raises(SlideOpenError, match="czi"):
         open_slide(TCGA_JP2K, backend="czi")
+
+
+def test_fast_reader_reads_dicom_jpeg_frames_and_ome_subifds_like_the_backends():
+    from slidestream.extraction import open_tile_reader
+
+    coords = np.array([[x, y] for x in range(13, 4000, 797) for y in range(7, 3300, 901)])
+    for path, backend, mpp in [(DICOM, "wsidicom", 0.5), (DICOM, "wsidicom", MPP), (OME, "tiffslide", 0.5)]:
+        with open_slide(path, backend=backend) as slide:
+            plan = slide.plan(mpp, 128)
+            attrs = {"read_level": plan.level, "read_size": list(plan.read_size), "tile_size_px": 128, "target_mpp": mpp}
+            fast = open_tile_reader(slide.spec, attrs, fast=True, workers=2)
+            slow = open_tile_reader(slide.spec, attrs, fast=False, workers=2)
+            try:
+                assert fast.name == "jpeg" and slow.name == f"backend:{backend}"
+                a, b = fast.read_batch(coords), slow.read_batch(coords)
+            finally:
+                fast.close()
+                slow.close()
+        # level 1 of both has a fractional downsample (2.0005, 1.9995): sub-pixel sampling in both
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= 2, (path.name, mpp)

@@ -2,11 +2,12 @@
 
 Two implementations behind one small interface:
 
-- :class:`JpegTileReader` for JPEG-tiled TIFF pyramids (SVS, most generic TIFFs): each JPEG tile
+- :class:`JpegTileReader` for JPEG-tiled TIFF pyramids (SVS, most generic TIFFs, OME-TIFF
+  SubIFDs) and DICOM series with JPEG baseline frames: each JPEG tile
   decoded once for every output tile it covers, at a reduced DCT scale when the target is
   coarser, in threads (Pillow releases the GIL while decoding).
-- :class:`BackendTileReader` for everything else (JPEG 2000 SVS, MRXS, NDPI, DICOM, strip
-  TIFFs): the slide backend's ``read_region`` + antialiased resize, one handle per thread.
+- :class:`BackendTileReader` for everything else (JPEG 2000 SVS and DICOM, MRXS, NDPI, CZI,
+  strip TIFFs, remote slides): the slide backend's ``read_region`` + antialiased resize, one handle per thread.
 
 Which one ran is recorded with the features (``reader``), so a tile can always be re-read with
 the exact pixels the encoder saw.

@@ -111,7 +111,7 @@ def sample_at(read: Callable[[int, int, int, int], np.ndarray], fx: float, fy: f
     ``read(x, y, w, h)`` returns whole level pixels inside the level. At an integer position
     this is one plain read; otherwise one more column/row is read and blended bilinearly
     (openslide's result to within one grey level; mean 0.2 on real slides). Beyond the level's
-    last pixel the edge is repeated, never black.
+    last pixel is white, as openslide's transparent border composited on white is.
     """
     ix, ax = split_position(fx)
     iy, ay = split_position(fy)
@@ -124,7 +124,7 @@ def sample_at(read: Callable[[int, int, int, int], np.ndarray], fx: float, fy: f
     region = read(x0, y0, rw, rh)
     pad = ((y0 - iy, iy + eh - y0 - rh), (x0 - ix, ix + ew - x0 - rw), (0, 0))
     if any(p != (0, 0) for p in pad[:2]):
-        region = np.pad(region, [(max(a, 0), max(b, 0)) for a, b in pad], mode="edge")
+        region = np.pad(region, [(max(a, 0), max(b, 0)) for a, b in pad], mode="constant", constant_values=255)
     if ax == 0.0 and ay == 0.0:
         return region
     return blend_shift(region, ax, ay)
