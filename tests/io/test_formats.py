@@ -181,3 +181,25 @@ def test_fast_reader_reads_dicom_jpeg_frames_and_ome_subifds_like_the_backends()
                 slow.close()
         # level 1 of both has a fractional downsample (2.0005, 1.9995): sub-pixel sampling in both
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 2, (path.name, mpp)
+
+
+@pytest.mark.slow
+def test_jpeg2000_dicom_frames_read_with_the_right_colours(tmp_path):
+    """wsidicom re-encodes level 1 of the series as JPEG 2000 (the IDC's common transfer syntax);
+    both readers decode it to the JPEG series' pixels (re-encoding noise only, colours intact)."""
+    import wsidicom
+    from wsidicom.codec import settings
+
+    from slidestream.io.jpeg_tiles import JpegPyramid
+
+    with wsidicom.WsiDicom.open(DICOM) as source:
+        source.save(tmp_path, transcoding=settings.Jpeg2kSettings(), include_levels=[1], include_thumbnails=False)
+    with open_slide(DICOM, backend="wsidicom") as ref:
+        expected = ref.read_region((2001, 1000), 1, (300, 300)).astype(float)
+    for backend in ("wsidicom", "openslide"):
+        with open_slide(tmp_path, backend=backend) as slide:
+            assert slide.level_dimensions == ((2221, 1783),)
+            assert JpegPyramid.open(slide.path, list(slide.level_dimensions)) is None  # not JPEG: backend path
+            got = slide.read_region((1000, 500), 0, (300, 300)).astype(float)
+        assert np.abs(got - expected).mean() < 6, backend
+        np.testing.assert_allclose(got.mean(axis=(0, 1)), expected.mean(axis=(0, 1)), atol=2)
