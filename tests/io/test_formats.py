@@ -203,3 +203,23 @@ def test_jpeg2000_dicom_frames_read_with_the_right_colours(tmp_path):
             got = slide.read_region((1000, 500), 0, (300, 300)).astype(float)
         assert np.abs(got - expected).mean() < 6, backend
         np.testing.assert_allclose(got.mean(axis=(0, 1)), expected.mean(axis=(0, 1)), atol=2)
+
+
+def test_a_dicom_file_that_is_not_a_slide_is_a_clear_error(tmp_path):
+    """A CT-like instance (not VL Whole Slide Microscopy) is not a slide: one line, naming it."""
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CTImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID, ds.SeriesInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID, generate_uid()
+    path = tmp_path / "ct.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    assert [e.path for e in find_slide_entries([path])] == [path]  # kept, to fail as a row
+    assert find_slide_entries([tmp_path]) == []                     # a folder walk skips it
+    with pytest.raises(SlideOpenError, match=r"ct\.dcm.*not a DICOM whole-slide image instance"):
+        open_slide(path)
