@@ -135,3 +135,29 @@ def export_h5_command(
         result = export_batch(paths, lambda store: export_h5(store, encoder, dest, layout))  # type: ignore[arg-type]
     print_summary(result, f"h5 ({layout})", columns=["file"], as_json=as_json, command="export h5")
     raise typer.Exit(result.exit_code)
+
+
+@export_app.command("spatialdata")
+def export_spatialdata_command(
+    stores: StoresArg,
+    dest: Annotated[Path, typer.Option("--dest", "-d", help="Output folder for <slide_id>.zarr SpatialData stores "
+                                                            "(not the folder of the slide stores).")],
+    encoder: Annotated[list[str] | None, typer.Option(help="Only these features/<encoder> (repeatable; default: all).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write SpatialData zarr stores (tissues, tiles, feature tables) that LazySlide's wsidata opens."""
+    from slidestream.store.spatialdata_export import (
+        MissingDependencyError,
+        export_spatialdata,
+        require_spatialdata,
+    )
+
+    try:
+        require_spatialdata()
+    except MissingDependencyError as exc:
+        err_console.print(f"[red]error[/red] {exc.reason}")
+        raise typer.Exit(2) from None
+    paths = export_stores(stores)
+    result = export_batch(paths, lambda store: export_spatialdata(store, dest, encoder or None))
+    print_summary(result, "spatialdata", columns=["file"], as_json=as_json, command="export spatialdata")
+    raise typer.Exit(result.exit_code)
