@@ -43,3 +43,17 @@ def test_info_and_encoders_use_the_same_streams():
     for result in (info, encoders):
         assert result.exit_code == 0 and result.stdout == "" and result.stderr.strip()
     assert json.loads(run("info", CMU, "--json").stdout)[0]["width"] == 2220
+
+
+def test_slide_encode_json_has_one_record_per_slide(tmp_path):
+    from tests.store.conftest import make_store
+
+    make_store(tmp_path / "out", "a", 20)
+    make_store(tmp_path / "out", "blank", 0)
+    result = run("slide-encode", "--method", "mean", "--stores", tmp_path / "out", "--encoder", "handcrafted",
+                 "--table", tmp_path / "t.parquet", "--json")
+    assert result.exit_code == 1, result.output  # the blank slide has no tiles to embed
+    report = json.loads(result.stdout)
+    status = {row["slide_id"]: row["status"] for row in report["slides"]}
+    assert status == {"a": "ok", "blank": "failed"} and report["exit_code"] == 1
+    assert "embedding" not in report["slides"][0] and "1/2 slides" in result.stderr
