@@ -65,3 +65,26 @@ def test_open_datatree_opens_the_whole_store(full_store):
     assert tree.attrs["slide"]["width"] == 1000
     assert tree["tiles"]["coords"].shape == (12, 2)
     assert tree["features"]["small"].dims == ("selected_mosaic", "small_feature")
+
+
+def test_stores_written_before_named_dimensions_get_them(full_store):
+    """An older store (arrays without dimension_names) becomes xarray-readable in place."""
+    import json
+
+    from slidestream.store.dimensions import name_dimensions
+
+    for meta_path in full_store.path.rglob("zarr.json"):
+        meta = json.loads(meta_path.read_text())
+        if meta.pop("dimension_names", None) is not None:
+            meta_path.write_text(json.dumps(meta))
+    with pytest.raises(Exception):  # noqa: B017  (xarray's error type varies by version)
+        xr.open_zarr(full_store.path / "tiles", consolidated=False)
+    changed = name_dimensions(full_store.path)
+    assert set(changed) == {"tiles/coords", "tiles/tissue_fraction", "tiles/focus", "selections/mosaic",
+                            "features/enc", "features/small", "tile_scores/attention", "tile_scores/qc",
+                            "slide_embeddings/mean"}
+    feats = xr.open_zarr(full_store.path / "features", consolidated=False)
+    assert feats["small"].dims == ("selected_mosaic", "small_feature")
+    assert xr.open_zarr(full_store.path / "tile_scores", consolidated=False)["attention"].dims == ("selected_mosaic",)
+    np.testing.assert_array_equal(feats["enc"].values, full_store.read_features("enc")[0])
+    assert name_dimensions(full_store.path) == []  # idempotent
