@@ -49,3 +49,8 @@ class ConfigError(SlideStreamError):
 
 class NoTissueWarning(UserWarning):
     """Tissue detection found nothing; downstream stages get an empty tile list, not a crash."""
+
+
+class EmptyBagError(SlideStreamError):
+    """A slide with no tiles (no tissue) has no bag to export: CLAM and TRIDENT write no file for
+    it, and MIL models crash on a (0, D) bag. Batch exports report it as skipped, with this reason."""

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import err_console, print_summary, write_run_report
+from slidestream.cli._common import JsonOpt, err_console, print_summary, write_run_report
 from slidestream.errors import ConfigError
 from slidestream.pipeline.config import STAGES, load_config
 
@@ -28,6 +28,7 @@ def run_command(
     shard: Annotated[str | None, typer.Option("--shard", help="Only shard i/n of the slides (deterministic; e.g. 2/8).")] = None,
     report: Annotated[Path | None, typer.Option("--report", help="Also write every (stage, slide) outcome of this run as JSON.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars (off for logs and cluster jobs).")] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run tissue -> tiles -> selection -> features -> slide embeddings (-> MIL) as a config says."""
     from slidestream.pipeline.run import run_pipeline
@@ -44,7 +45,7 @@ def run_command(
         result.write(report, cfg)
     per_slide = result.per_slide()
     columns = ["tiles", "features", *(f"{s}_s" for s in result.stages if s in ("tissue", "tiles", "features", "slide_embedding"))]
-    print_summary(per_slide, f"run {result.run_id} -> {cfg.out}", columns=columns)
+    print_summary(per_slide, f"run {result.run_id} -> {cfg.out}", columns=columns, as_json=as_json, command="run")
     for line in result.stage_lines():
         err_console.print(f"  {line}", highlight=False)
     for stage, outcome in ((s, o) for s, r in result.stages.items() for o in r.outcomes if s in ("prototypes", "mil")):

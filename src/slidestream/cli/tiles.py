@@ -9,7 +9,13 @@ import typer
 from pydantic import ValidationError
 
 from slidestream.cli._app import app
-from slidestream.cli._common import collect_entries, err_console, print_summary, write_run_report
+from slidestream.cli._common import (
+    JsonOpt,
+    collect_entries,
+    err_console,
+    print_summary,
+    write_run_report,
+)
 from slidestream.errors import ConfigError
 from slidestream.pipeline.batch import run_batch
 from slidestream.pipeline.run import record_manifest
@@ -64,6 +70,7 @@ def tissue_command(
     shard: ShardOpt = None,
     no_pen_removal: Annotated[bool, typer.Option("--keep-pen", help="Do not exclude pen marks.")] = False,
     min_object_um2: Annotated[float, typer.Option(help="Smallest tissue piece kept, in um^2.")] = TissueParams().min_object_um2,
+    as_json: JsonOpt = False,
 ) -> None:
     """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
     params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2)
@@ -72,7 +79,7 @@ def tissue_command(
     result = run_batch([s.path for s in sources],
                        lambda p: locked(out, by_path[p], lambda: run_tissue(by_path[p], out, params, overwrite=overwrite)),
                        description="tissue")
-    print_summary(result, "tissue", columns=["tissue_pieces", "tissue_area_mm2", "pen_fraction"])
+    print_summary(result, "tissue", columns=["tissue_pieces", "tissue_area_mm2", "pen_fraction"], as_json=as_json)
     record_manifest(out, result, "tissue")
     write_run_report(out)
     raise typer.Exit(result.exit_code)
@@ -97,6 +104,7 @@ def tile_command(
     default_mpp: DefaultMppOpt = None,
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
     tiling = _validated(TilingParams, mpp=None if magnification else mpp, magnification=magnification,
@@ -111,7 +119,7 @@ def tile_command(
                        lambda p: locked(out, by_path[p], lambda: run_tiles(by_path[p], out, tiling, None, selection=selection,
                                                                            overwrite=overwrite)),
                        description="tiles")
-    print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])
+    print_summary(result, "tiles", columns=["tiles", "read_level", "selected"], as_json=as_json)
     record_manifest(out, result, "tiles")
     write_run_report(out)
     raise typer.Exit(result.exit_code)

@@ -35,7 +35,7 @@ from slidestream.tissue import (
     geometry_from_feature_collection,
     geometry_to_feature_collection,
     to_feature_collection,
-    write_geojson,
+    write_feature_collection,
 )
 from slidestream.viz.overlay import draw_overlay, save_png
 
@@ -110,7 +110,8 @@ def locked(out: Path, source: SlideSource, task: Callable[[], dict[str, Any]], *
 # ---------------------------------------------------------------------------------- tissue
 def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrite: bool = False,
                write_images: bool = True) -> dict[str, Any]:
-    """Detect tissue and write ``tissue`` into the store, plus ``<id>.geojson`` and ``<id>.tissue.png``."""
+    """Detect tissue and write ``tissue`` into the store, plus ``<id>.geojson``, ``<id>.ink.geojson``
+    (the pen marks excluded, when pen removal is on) and ``<id>.tissue.png``."""
     out.mkdir(parents=True, exist_ok=True)
     with source.open() as slide:
         wanted = {**params.model_dump(), "slide_mpp": list(slide.mpp)}
@@ -124,15 +125,17 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
         store = open_store(source, out, slide)
         feature_collection = to_feature_collection(result.gdf)
         ink = result.ink_geometry() if params.remove_pen else None
-        write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
+        ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
+        write_feature_collection(feature_collection, out / f"{source.slide_id}.geojson")
+        if ink_collection is not None:
+            write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
         if write_images:
             save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink),
                      out / f"{source.slide_id}.tissue.png")
         if store.has("tissue"):
             store.invalidate_dependents("tissue")
         summary = result.summary()
-        store.write_tissue(feature_collection, summary, wanted,
-                           ink=geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None)
+        store.write_tissue(feature_collection, summary, wanted, ink=ink_collection)
         return {**summary, "note": "no tissue found" if result.is_empty else ""}
 
 
