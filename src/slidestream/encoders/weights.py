@@ -3,7 +3,7 @@
 Nothing here reaches the network. Weights are looked for, in order:
 
 1. the path the caller gave (``--weights``): a weights file (``.safetensors``, ``.bin``, ``.pth``,
-   ``.pt``), or a folder — a plain folder holding one of the spec's ``weight_files``, a Hugging
+   ``.pt``, ``.torch``), or a folder — a plain folder holding one of the spec's ``weight_files``, a Hugging
    Face repo cache folder (``models--org--name`` with ``snapshots/<rev>/...``), or a hub cache
    root that contains such a folder. A given path that holds no weights is an error, not a
    silent fall-through: the caller asked for that file.
@@ -37,7 +37,7 @@ from slidestream.encoders.spec import EncoderSpec, StateDict
 from slidestream.errors import WeightsError
 
 ENV_WEIGHTS = "SLIDESTREAM_WEIGHTS"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".torch")  # .torch: Lunit releases
 CONTAINER_KEYS = ("state_dict", "model", "teacher")
 _SHOW = 5  # keys listed per category in a mismatch message
 
