@@ -9,6 +9,9 @@ from __future__ import annotations
 from slidestream.encoders import (
     cnn,
     conch,
+    conch_v15,
+    ctranspath,
+    genbio,
     h0_mini,
     handcrafted,
     hibou,
@@ -35,6 +38,9 @@ _ORDER = (
     lunit,
     hkust,
     openmidnight,
+    genbio,
+    conch_v15,
+    ctranspath,
     handcrafted,
 )
 
