@@ -241,7 +241,7 @@ def test_conch_v15_release_layout_and_dino_interpolation(tmp_path: Path) -> None
     torch.save(model.state_dict(), tmp_path / "pytorch_model_vision.bin")
     loaded = build_with_weights(spec, tmp_path / "pytorch_model_vision.bin")
     out = run(loaded, spec)
-    torch.testing.assert_close(out, run(model, spec), rtol=0, atol=0)
+    torch.testing.assert_close(run(loaded, spec), run(model, spec), rtol=0, atol=0)
     assert out.shape == (2, 768)
     # DINO-v1 interpolation (scale factor 28.1/14) is not the exact-size resample timm would do.
     pos = model.trunk.pos_embed.detach()
@@ -265,7 +265,7 @@ def test_genbio_channels_are_encoded_separately(tmp_path: Path) -> None:
         sin, cos = loaded.rope_embed(14, 14)
     assert out.shape == (2, 4608)
     torch.testing.assert_close(out, torch.cat(per_channel, dim=-1))
-    torch.testing.assert_close(out, run(model, spec), rtol=0, atol=0)
+    torch.testing.assert_close(run(loaded, spec), run(model, spec), rtol=0, atol=0)
     assert sin.dtype == cos.dtype == torch.bfloat16  # the reference's bf16 RoPE
 
 
