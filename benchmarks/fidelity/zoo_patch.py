@@ -13,7 +13,12 @@ imported from a folder of fetched sources (``--ref``), never copied into the pro
 
 Models above 1B parameters are compared at reduced depth (same code paths, fewer blocks), which
 keeps the check within a laptop's memory. Prints one line per model: max |diff| and cosine.
-Run: PYTHONPATH=src:. python benchmarks/fidelity/zoo_patch.py --ref /tmp/zp/ref [names...]
+CTransPath's reference runs in a subprocess on timm 0.5.4 (``--timm05``, a ``pip install --target``
+folder); TransPath's patched timm is not on PyPI, so its ``ConvStem`` is put in place of the stock
+``PatchEmbed`` with the arguments the patch passes. CONCH v1.5's reference needs ``einops`` and
+``einops_exts`` on the path. Last results: benchmarks/results/zoo_patch_fidelity.txt.
+
+Run: PYTHONPATH=src:. python benchmarks/fidelity/zoo_patch.py --ref DIR --transformers DIR [names...]
 """
 
 from __future__ import annotations
@@ -46,7 +51,14 @@ def _randomise(model: torch.nn.Module, seed: int = 0) -> None:
         for name, p in model.state_dict().items():
             if p.is_floating_point():
                 noise = torch.randn(p.shape, generator=g) * 0.05
-                p.copy_(noise + (1.0 if name.endswith(("norm1.weight", "norm2.weight", "norm.weight")) else 0.0))
+                p.copy_(
+                    noise
+                    + (
+                        1.0
+                        if name.endswith(("norm1.weight", "norm2.weight", "norm.weight"))
+                        else 0.0
+                    )
+                )
 
 
 def _input(size: int, n: int = 2, channels: int = 3) -> torch.Tensor:
@@ -63,11 +75,15 @@ def _ours(name: str, path: Path, x: torch.Tensor, model=None) -> torch.Tensor:
 
 def _timm_official(arch: str, path: Path, **kw) -> torch.nn.Module:
     """timm's pretrained path with the file in place of the URL (kaiko hubconf)."""
-    return timm.create_model(arch, pretrained=True, pretrained_cfg_overlay={"file": str(path), "num_classes": 0}, **kw).eval()
+    return timm.create_model(
+        arch, pretrained=True, pretrained_cfg_overlay={"file": str(path), "num_classes": 0}, **kw
+    ).eval()
 
 
 def _kaiko(name: str, arch: str, tmp: Path, grid: int | None = None):
-    model = timm.create_model(arch, pretrained=False, num_classes=0, **({"img_size": grid * 14} if grid else {})).eval()
+    model = timm.create_model(
+        arch, pretrained=False, num_classes=0, **({"img_size": grid * 14} if grid else {})
+    ).eval()
     _randomise(model)
     path = tmp / f"{name}.pth"
     torch.save(model.state_dict(), path)
@@ -88,14 +104,18 @@ for _name, _arch in (
     CHECKS[_name] = (lambda n, a: lambda ref, tmp: _kaiko(n, a, tmp))(_name, _arch)
 # The L/14 release file's grid is unknown: a 224-px (16x16) table must be upsampled at load and
 # downsampled at run time exactly as timm's pretrained path does.
-CHECKS["kaiko-vitl14@16x16-file"] = lambda ref, tmp: _kaiko("kaiko-vitl14", "vit_large_patch14_reg4_dinov2", tmp, grid=16)
+CHECKS["kaiko-vitl14@16x16-file"] = lambda ref, tmp: _kaiko(
+    "kaiko-vitl14", "vit_large_patch14_reg4_dinov2", tmp, grid=16
+)
 
 
 @check
 def check_lunit_dino_vits8(ref: Path, tmp: Path):
     from timm.models.vision_transformer import VisionTransformer
 
-    official = VisionTransformer(img_size=224, patch_size=8, embed_dim=384, num_heads=6, num_classes=0).eval()
+    official = VisionTransformer(
+        img_size=224, patch_size=8, embed_dim=384, num_heads=6, num_classes=0
+    ).eval()
     _randomise(official)
     path = tmp / "dino_vit_small_patch8_ep200.torch"
     torch.save(official.state_dict(), path)
@@ -107,7 +127,13 @@ def check_lunit_dino_vits8(ref: Path, tmp: Path):
 
 @check
 def check_gpfm(ref: Path, tmp: Path):
-    official = timm.create_model("vit_large_patch14_dinov2.lvd142m", pretrained=False, img_size=224, init_values=1e-5, dynamic_img_size=True).eval()
+    official = timm.create_model(
+        "vit_large_patch14_dinov2.lvd142m",
+        pretrained=False,
+        img_size=224,
+        init_values=1e-5,
+        dynamic_img_size=True,
+    ).eval()
     _randomise(official)
     path = tmp / "GPFM.pth"
     torch.save(official.state_dict(), path)
@@ -119,7 +145,14 @@ def check_gpfm(ref: Path, tmp: Path):
 
 @check
 def check_mstar(ref: Path, tmp: Path):
-    official = timm.create_model("vit_large_patch16_224", img_size=224, patch_size=16, init_values=1e-5, num_classes=0, dynamic_img_size=True).eval()
+    official = timm.create_model(
+        "vit_large_patch16_224",
+        img_size=224,
+        patch_size=16,
+        init_values=1e-5,
+        num_classes=0,
+        dynamic_img_size=True,
+    ).eval()
     _randomise(official)
     path = tmp / "mSTAR.pth"
     torch.save(official.state_dict(), path)
@@ -129,14 +162,27 @@ def check_mstar(ref: Path, tmp: Path):
 
 
 def _h0(tmp: Path, name: str):
-    official = timm.create_model("vit_base_patch14_reg4_dinov2", pretrained=False, img_size=224, mlp_ratio=5.33334, global_pool="", num_classes=0, mlp_layer=timm.layers.SwiGLUPacked, act_layer=torch.nn.SiLU).eval()
+    official = timm.create_model(
+        "vit_base_patch14_reg4_dinov2",
+        pretrained=False,
+        img_size=224,
+        mlp_ratio=5.33334,
+        global_pool="",
+        num_classes=0,
+        mlp_layer=timm.layers.SwiGLUPacked,
+        act_layer=torch.nn.SiLU,
+    ).eval()
     _randomise(official)
     path = tmp / "model.safetensors"
     save_file({k: v.contiguous() for k, v in official.state_dict().items()}, path)
     x = _input(224)
     with torch.inference_mode():
         out = official(x)
-    want = out[:, 0] if name.endswith("-cls") else torch.cat((out[:, 0], out[:, official.num_prefix_tokens:].mean(1)), -1)
+    want = (
+        out[:, 0]
+        if name.endswith("-cls")
+        else torch.cat((out[:, 0], out[:, official.num_prefix_tokens :].mean(1)), -1)
+    )
     return _ours(name, path, x), want
 
 
@@ -187,7 +233,16 @@ def check_midnight_12k_cls_mean(ref: Path, tmp: Path):
     """transformers ``Dinov2Model`` (3 layers, image_size 518, SwiGLU) via AutoModel."""
     from transformers import AutoModel, Dinov2Config, Dinov2Model
 
-    cfg = Dinov2Config(hidden_size=1536, num_hidden_layers=3, num_attention_heads=24, patch_size=14, image_size=518, use_swiglu_ffn=True, layer_norm_eps=1e-6, mlp_ratio=4)
+    cfg = Dinov2Config(
+        hidden_size=1536,
+        num_hidden_layers=3,
+        num_attention_heads=24,
+        patch_size=14,
+        image_size=518,
+        use_swiglu_ffn=True,
+        layer_norm_eps=1e-6,
+        mlp_ratio=4,
+    )
     model = Dinov2Model(cfg).eval()
     _randomise(model)
     folder = tmp / "midnight"
@@ -197,7 +252,9 @@ def check_midnight_12k_cls_mean(ref: Path, tmp: Path):
     x = _input(224)
     with torch.inference_mode():
         h = official(pixel_values=x).last_hidden_state
-    return _ours("midnight-12k-cls-mean", folder, x, ours), torch.cat((h[:, 0], h[:, 1:].mean(1)), -1)
+    return _ours("midnight-12k-cls-mean", folder, x, ours), torch.cat(
+        (h[:, 0], h[:, 1:].mean(1)), -1
+    )
 
 
 def _import_trident(ref: Path):
@@ -231,7 +288,9 @@ def check_conch_v1_5_at_785_tokens(ref: Path, tmp: Path):
     tower = mod.CONCHVisionTower().eval()
     _randomise(tower)
     state = tower.state_dict()
-    state["trunk.pos_embed"] = torch.randn(1, 785, 1024, generator=torch.Generator().manual_seed(3)) * 0.05
+    state["trunk.pos_embed"] = (
+        torch.randn(1, 785, 1024, generator=torch.Generator().manual_seed(3)) * 0.05
+    )
     path = tmp / "pytorch_model_vision.bin"
     torch.save(state, path)
     official, _ = mod.create_model_from_pretrained(str(path))
@@ -250,7 +309,18 @@ def check_genbio_pathfm(ref: Path, tmp: Path):
     original = gb.VisionTransformer
     gb.VisionTransformer = lambda **kw: original(**{**kw, "depth": 3})
     try:
-        ref_vit = gb.VisionTransformer(img_size=224, patch_size=16, embed_dim=1536, num_heads=24, ffn_ratio=4, in_chans=1, n_storage_tokens=4, ffn_layer="swiglu64", layerscale_init=1.0e-5, qkv_bias=False)
+        ref_vit = gb.VisionTransformer(
+            img_size=224,
+            patch_size=16,
+            embed_dim=1536,
+            num_heads=24,
+            ffn_ratio=4,
+            in_chans=1,
+            n_storage_tokens=4,
+            ffn_layer="swiglu64",
+            layerscale_init=1.0e-5,
+            qkv_bias=False,
+        )
         ref_vit.rope_embed._init_weights()
         _randomise(ref_vit)
         path = tmp / "model.pth"
@@ -269,7 +339,7 @@ def check_ctranspath(ref: Path, tmp: Path):
     """TransPath ``ctranspath()`` on timm 0.5.4 (``--timm05`` folder), file {'model': state}."""
     code = f"""
 import sys, torch
-sys.path.insert(0, {str(TIMM05)!r}); sys.path.insert(0, {str(ref / 'transpath')!r})
+sys.path.insert(0, {str(TIMM05)!r}); sys.path.insert(0, {str(ref / "transpath")!r})
 import timm
 assert timm.__version__ == '0.5.4', timm.__version__
 import timm.models.swin_transformer as sw
@@ -321,10 +391,15 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             ours, want = fn(args.ref, Path(tmp))
         diff = (ours - want).abs().max().item()
-        cos = torch.nn.functional.cosine_similarity(ours.double(), want.double(), dim=-1).min().item()
+        cos = (
+            torch.nn.functional.cosine_similarity(ours.double(), want.double(), dim=-1).min().item()
+        )
         ok = ours.shape == want.shape and torch.allclose(ours, want, rtol=1e-4, atol=1e-4)
         bad += not ok
-        print(f"{name:28s} shape {tuple(ours.shape)} max|diff| {diff:.2e} cosine {cos:.8f} {'OK' if ok else 'MISMATCH'}", flush=True)
+        print(
+            f"{name:28s} shape {tuple(ours.shape)} max|diff| {diff:.2e} cosine {cos:.8f} {'OK' if ok else 'MISMATCH'}",
+            flush=True,
+        )
     return 1 if bad else 0
 
 
