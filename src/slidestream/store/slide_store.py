@@ -519,7 +519,11 @@ class FeatureWriter:
         self.array.attrs.put(final_attrs)  # replaces the resume bookkeeping (identity, rows_done)
         seal(self.partial_path)
         self.store._swap_into_place(self.partial_path, self.store.path / "features" / self.encoder)
-        self.store._record_stage(f"features/{self.encoder}", final_attrs)
+        # The root's stage record keeps how to recompute these features should the node be damaged.
+        recipe = {k: final_attrs.get(k) for k in ("encoder", "weights_sha256", "random_init", "precision", "dtype",
+                                                  "selection", "mpp", "tile_size")}
+        recipe["weights_path"] = (final_attrs.get("encoder_provenance") or {}).get("weights_path")
+        self.store._record_stage(f"features/{self.encoder}", {**final_attrs, "params": recipe})
 
 
 def iter_stores(out_dir: str | Path) -> Iterator[SlideStore]:
