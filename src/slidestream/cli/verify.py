@@ -55,6 +55,6 @@ def verify_command(
             err_console.print(f"[yellow]unverifiable[/yellow] {escape(str(check.path))}: {escape(warning.text())}",
                               soft_wrap=True)
     still = sum(1 for c in checks if c.damaged)
-    err_console.print(f"[bold]{len(checks)} stores, {len(checks) - still} intact, {still} damaged[/bold]"
-                      + (f" ({len(damaged) - unrepaired} repaired)" if repair and damaged else ""))
-    raise typer.Exit(1 if still else 0)
+    repaired = f" ({len(damaged) - unrepaired} repaired, {unrepaired} not fully)" if repair and damaged else ""
+    err_console.print(f"[bold]{len(checks)} stores, {len(checks) - still} intact, {still} damaged{repaired}[/bold]")
+    raise typer.Exit(1 if still or (repair and unrepaired) else 0)

@@ -148,8 +148,8 @@ def drop_if_damaged(store: SlideStore | None, rel: str, *, deep: bool) -> list[s
     if problem is None:
         return []
     store.delete(rel)
-    store.invalidate_dependents(rel)
-    return [f"{rel} ({problem})"]
+    removed = store.invalidate_dependents(rel)
+    return [f"{rel} ({problem})" + (f", and removed what depended on it ({', '.join(removed)})" if removed else "")]
 
 
 def with_recomputed(summary: dict[str, Any], recomputed: list[str]) -> dict[str, Any]:

@@ -373,7 +373,7 @@ class SlideStore:
             self.invalidate_dependents("features")
 
     def read_selection(self, name: str) -> np.ndarray:
-        if not self.has(f"selections/{name}"):
+        if not (self.path / "selections" / name / "zarr.json").exists():
             available = ", ".join(self.list_nodes("selections")) or "none"
             raise StoreError(self.path, f"no selection '{name}' (available: {available})")
         rows = read_array(self.path, f"selections/{name}")
