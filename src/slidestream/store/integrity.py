@@ -156,7 +156,8 @@ def check_chunks(store: Path, rel: str, doc: dict[str, Any], node_dir: Path | No
     if keys is None or len(keys) != record["chunks"]:
         raise StoreError(store, f"{rel}: shape or chunk grid changed since it was written "
                                 f"({record['chunks']} chunks recorded)")
-    missing = [k for k in keys if k not in present_chunks(node_dir or store / rel)]
+    present = present_chunks(node_dir or store / rel)
+    missing = [k for k in keys if k not in present]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise StoreError(store, f"{rel}: chunk {missing[0]} is missing{more} (of {len(keys)} written)")

@@ -20,7 +20,13 @@ from typing import Any
 
 from slidestream.errors import StoreError
 from slidestream.store.integrity import INTEGRITY_KEY, LEGACY, read_meta
-from slidestream.store.slide_store import PARTIAL_PREFIX, STORE_SUFFIX, TRASH_PREFIX, SlideStore
+from slidestream.store.slide_store import (
+    PARTIAL_PREFIX,
+    STORE_SUFFIX,
+    TRASH_PREFIX,
+    SlideStore,
+    selection_digest,
+)
 
 GROUPS = ("selections", "features", "tile_scores", "slide_embeddings")
 # Attrs a node must carry so a later reader knows how it was made.
@@ -167,10 +173,22 @@ def _check_alignment(store: SlideStore, rel: str, *, deep: bool) -> None:
         shape = _shape(store, rel)
         if len(shape) != 2 or shape != [int(attrs.get("n_rows", -1)), int(attrs.get("dim", -1))]:
             raise StoreError(store.path, f"{rel} has shape {shape} but records ({attrs.get('n_rows')}, {attrs.get('dim')})")
-        if deep:
-            store.read_features(name)  # rows against tiles or the selection they were computed on
-        elif n_tiles is None:
+        if n_tiles is None:
             raise StoreError(store.path, f"{rel} needs tiles, but the store has no intact tiles")
+        rows, what = n_tiles, "tiles"
+        if attrs.get("selection"):  # rows are the selection's (and must be this version of it)
+            what = f"selections/{attrs['selection']}"
+            if not store.has(what):
+                raise StoreError(store.path, f"{rel} were computed on {what}, which the store lacks (or is damaged)")
+            if deep:
+                picked = store.read_selection(attrs["selection"])
+                rows = len(picked)
+                if attrs.get("selection_digest") not in (None, selection_digest(picked)):
+                    raise StoreError(store.path, f"{rel} were computed on an earlier version of {what}")
+            else:
+                rows = int(store.node_attrs(what).get("n_selected", -1))
+        if shape[0] != rows:
+            raise StoreError(store.path, f"{rel} has {shape[0]} rows but {what} has {rows}")
     elif kind == "tile_scores":
         rows = str(attrs.get("rows", "tiles"))
         expected = n_tiles if rows == "tiles" else (int(store.node_attrs(rows)["n_rows"]) if store.has(rows) else None)
