@@ -52,7 +52,7 @@ def verify_command(
         for issue in check.issues:
             err_console.print(f"[red]damaged[/red] {escape(str(check.path))}: {escape(issue.text())}", soft_wrap=True)
         for warning in check.warnings:
-            err_console.print(f"[yellow]unverifiable[/yellow] {escape(str(check.path))}: {escape(warning.text())}",
+            err_console.print(f"[yellow]warning[/yellow] {escape(str(check.path))}: {escape(warning.text())}",
                               soft_wrap=True)
     still = sum(1 for c in checks if c.damaged)
     repaired = f" ({len(damaged) - unrepaired} repaired, {unrepaired} not fully)" if repair and damaged else ""

@@ -6,7 +6,8 @@ slide embeddings): metadata against its sealed digest, completion flag, every wr
 present and (``deep``) decoded with its crc32c checksum, shapes, and the row alignment between
 nodes (coords / tissue fraction / focus, selections in range, features and tile scores against
 the rows they describe). A node the root's ``stages`` record says was written but that is gone
-is damage too. Nodes written before checksums are reported as unverifiable, not as damaged.
+is damage too. Nodes written before checksums, and provenance attrs missing from intact metadata
+(written that way, so untraceable rather than damaged), are warnings.
 
 Store logic only: recomputing damaged nodes needs the pipeline (``pipeline/repair.py``).
 """
@@ -104,8 +105,8 @@ def verify_store(path: Path, *, deep: bool = True) -> StoreCheck:
         check.issues.append(NodeIssue("store", exc.reason if isinstance(exc, StoreError) else str(exc)))
         return check
     missing = [k for k in ROOT_PROVENANCE if (attrs.get("slide") or {}).get(k) is None]
-    if missing:
-        check.issues.append(NodeIssue("store", f"root provenance lacks slide.{', slide.'.join(missing)}"))
+    if missing:  # written that way (the metadata is intact): untraceable, not damaged
+        check.warnings.append(NodeIssue("store", f"provenance incomplete: no slide.{', slide.'.join(missing)}"))
     present = node_dirs(store)
     check.nodes = present
     for rel in sorted(attrs.get("stages", {})):
@@ -124,7 +125,7 @@ def verify_store(path: Path, *, deep: bool = True) -> StoreCheck:
         node_attrs = store.node_attrs(rel)
         lacking = [k for k in wanted if k not in node_attrs]
         if lacking:
-            check.issues.append(NodeIssue(rel, f"provenance attrs missing: {', '.join(lacking)}"))
+            check.warnings.append(NodeIssue(rel, f"provenance incomplete: no {', '.join(lacking)}"))
     for rel in intact:
         if rel != "tissue":  # tissue has no rows
             try:
