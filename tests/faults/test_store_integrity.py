@@ -197,6 +197,7 @@ def test_heatmap_of_damaged_scores_fails_without_traceback(damaged_copy, tmp_pat
     assert "Traceback" not in result.output and "tile_scores/qc" in result.stderr
 
 
+@pytest.mark.slow  # a rerun of the stages (seconds each)
 def test_slide_encode_of_damaged_features_fails_without_traceback(damaged_copy, tmp_path):
     out = damaged_copy(f"features/{ENCODER}", "delete")
     result = cli("slide-encode", "--method", "mean", "--stores", out, "--encoder", ENCODER,
@@ -221,6 +222,7 @@ def _assert_equals_clean(out: Path, clean: Path) -> None:
     np.testing.assert_array_equal(got.read_tiles().tissue_fraction, want.read_tiles().tissue_fraction)
 
 
+@pytest.mark.slow  # a rerun of the stages (seconds each)
 @pytest.mark.parametrize(("node", "kind"), [("tiles/coords", "delete"), ("tiles/tissue_fraction", "bitflip"),
                                             (f"features/{ENCODER}", "delete"), (f"features/{ENCODER}", "bitflip"),
                                             (f"features/{ENCODER}", "garbage-meta"), ("tiles/coords", "garbage-meta")])
@@ -239,6 +241,7 @@ def test_rerun_of_extract_recomputes_the_damaged_node(damaged_copy, clean, tmp_p
     assert "0 ok, 1 skipped" in again.stderr
 
 
+@pytest.mark.slow  # a rerun of the stages (seconds each)
 @pytest.mark.parametrize(("node", "kind"), [("selections/random", "bitflip"), ("tissue", "garbage-meta")])
 def test_rerun_of_tile_recomputes_selection_and_tissue(damaged_copy, clean, tmp_path, node, kind):
     out = damaged_copy(node, kind)
@@ -252,6 +255,7 @@ def test_rerun_of_tile_recomputes_selection_and_tissue(damaged_copy, clean, tmp_
     assert "recomputed damaged" in rows[rows["stage"].eq("tiles")].iloc[-1]["reason"]
 
 
+@pytest.mark.slow  # a rerun of the stages (seconds each)
 def test_verify_repair_recomputes_tiles_and_features(damaged_copy, clean):
     out = damaged_copy("tiles/coords", "delete")
     _bitflip(out / f"{SLIDE_ID}.zarr" / "features" / ENCODER)
@@ -263,6 +267,7 @@ def test_verify_repair_recomputes_tiles_and_features(damaged_copy, clean):
     assert cli("verify", out).exit_code == 0
 
 
+@pytest.mark.slow  # a rerun of the stages (seconds each)
 def test_verify_repair_of_features_only_exits_0(damaged_copy, clean):
     out = damaged_copy(f"features/{ENCODER}", "truncate")
     shutil.rmtree(out / f"{SLIDE_ID}.zarr" / "tile_scores")   # computed from features: would be lost
