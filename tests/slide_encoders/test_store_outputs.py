@@ -91,7 +91,7 @@ def test_prototype_fitting_skips_unreadable_stores(stores, tmp_path):
     assert protos.provenance["slide_ids"] == ["s0", "s3"]
     assert set(protos.provenance["skipped"]) == {"s1", "s2"}
     assert "no complete features for encoder 'uni'" in protos.provenance["skipped"]["s1"]
-    assert "unreadable features/uni" in protos.provenance["skipped"]["s2"]
+    assert "features/uni: chunk c/0/0 fails its crc32c checksum" in protos.provenance["skipped"]["s2"]
     result = run(
         "slide-encode",
         "--method",

@@ -13,6 +13,7 @@ from slidestream.cli import (  # noqa: F401  (importing registers the commands)
     run,
     slide_encode,
     tiles,
+    verify,
 )
 from slidestream.cli._app import app
 from slidestream.cli._common import err_console

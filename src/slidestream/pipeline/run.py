@@ -43,12 +43,14 @@ from slidestream.pipeline.shard import apply_shard
 from slidestream.pipeline.stages import (
     SlideSource,
     check_unique_ids,
+    drop_if_damaged,
     nothing_to_embed,
     run_extract,
     run_tiles,
     run_tissue,
     slide_id_for,
     slide_lock,
+    with_recomputed,
 )
 from slidestream.store import SlideStore, store_path
 from slidestream.store.lock import LockHeldError, hold
@@ -117,7 +119,7 @@ def done_nodes(cfg: RunConfig, stage: str, store: SlideStore) -> dict[str, str] 
         return None
     done: dict[str, str] = {}
     for node, params in nodes.items():
-        if not store.has(node):
+        if not store.has(node) or store.node_problem(node) is not None:  # damaged: not done (cheap check)
             return None
         attrs = store.node_attrs(node)
         if params is not None and _without_mpp(attrs.get("params", {})) != params:
@@ -231,6 +233,7 @@ def embed_slide(cfg: RunConfig, source: SlideSource, ctx: StageContext, *, overw
         settings = {"method": "mean", "mode": emb.mean_mode}
     provenance = {"features_completed": store.node_attrs(f"features/{encoder}").get("completed"), "settings": settings}
     rel = f"slide_embeddings/{emb.method}"
+    recomputed = drop_if_damaged(store, rel, deep=True)  # one small vector: check its checksum
     if store.has(rel) and not overwrite:
         attrs = store.node_attrs(rel)
         if attrs.get("features_completed") == provenance["features_completed"] and attrs.get("settings") == settings:
@@ -240,7 +243,7 @@ def embed_slide(cfg: RunConfig, source: SlideSource, ctx: StageContext, *, overw
     row = table.iloc[0]
     if row["status"] != "ok":
         raise StoreError(store.path, str(row["error"]))
-    return {"dim": int(row["dim"]), "embedded_tiles": int(row["n_tiles"])}
+    return with_recomputed({"dim": int(row["dim"]), "embedded_tiles": int(row["n_tiles"])}, recomputed)
 
 
 # ---------------------------------------------------------------------------------- cohort stages

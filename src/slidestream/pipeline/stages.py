@@ -116,6 +116,7 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
     with source.open() as slide:
         wanted = {**params.model_dump(), "slide_mpp": list(slide.mpp)}
         existing = _existing_store(out, source)
+        recomputed = drop_if_damaged(existing, "tissue", deep=False)
         if existing is not None and existing.has("tissue") and not overwrite:
             done = existing.node_attrs("tissue")
             if done.get("params") == wanted:
@@ -136,15 +137,58 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
             store.invalidate_dependents("tissue")
         summary = result.summary()
         store.write_tissue(feature_collection, summary, wanted, ink=ink_collection)
-        return {**summary, "note": "no tissue found" if result.is_empty else ""}
+        return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
+
+
+def drop_if_damaged(store: SlideStore | None, rel: str, *, deep: bool) -> list[str]:
+    """Delete node ``rel`` and what depends on it when it exists but does not verify.
+
+    "Already done" must mean done *and intact*: a node with a missing or altered chunk, or
+    damaged metadata, is removed here so the calling stage recomputes it. Returns the manifest's
+    note (``["tiles (tiles/coords: chunk c/0/0 is missing ...)"]``), empty when nothing was wrong.
+    ``deep`` decodes every chunk (checksums); otherwise metadata and chunk presence are checked.
+    """
+    if store is None or not (store.path / rel).exists():
+        return []
+    problem = store.node_problem(rel, deep=deep)
+    if problem is None:
+        return []
+    store.delete(rel)
+    removed = store.invalidate_dependents(rel)
+    return [f"{rel} ({problem})" + (f", and removed what depended on it ({', '.join(removed)})" if removed else "")]
+
+
+def with_recomputed(summary: dict[str, Any], recomputed: list[str]) -> dict[str, Any]:
+    """Say in the manifest (note and details) which damaged nodes this stage recomputed."""
+    if not recomputed:
+        return summary
+    note = "recomputed damaged " + "; ".join(recomputed)
+    return {**summary, "recomputed": recomputed,
+            "note": "; ".join(n for n in (note, summary.get("note")) if n)}
+
+
+def recorded_params(store: SlideStore | None, rel: str) -> dict[str, Any] | None:
+    """The parameters node ``rel`` was made with: from its attrs, else from the root's stage record
+    (which survives damage to the node itself)."""
+    if store is None:
+        return None
+    try:
+        params = store.node_attrs(rel).get("params")
+    except StoreError:
+        try:
+            params = (store.attrs.get("stages", {}).get(rel) or {}).get("params")
+        except Exception:
+            return None
+    if not isinstance(params, dict):
+        return None
+    return {k: v for k, v in params.items() if k != "slide_mpp"}
 
 
 def stored_tissue_params(store: SlideStore | None) -> TissueParams | None:
     """The tissue parameters a store was made with, or None (no store, no tissue, or an older format)."""
-    if store is None or not store.has("tissue"):
+    params = recorded_params(store, "tissue")
+    if params is None:
         return None
-    params = dict(store.node_attrs("tissue").get("params", {}))
-    params.pop("slide_mpp", None)
     try:
         return TissueParams(**params)
     except ValueError:
@@ -173,10 +217,14 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
     existing = _existing_store(out, source)
     if tissue is None:
         tissue = stored_tissue_params(existing) or TissueParams()
+    recomputed: list[str] = []
     if existing is None or not existing.has("tissue") or overwrite:
         with contextlib.suppress(Skip):
-            run_tissue(source, out, tissue, overwrite=overwrite, write_images=write_images)
+            recomputed += run_tissue(source, out, tissue, overwrite=overwrite, write_images=write_images).get("recomputed", [])
     store = SlideStore.open(out / f"{source.slide_id}.zarr")
+    recomputed += drop_if_damaged(store, "tiles", deep=True)  # tiles are small: check every checksum
+    if selection is not None:
+        recomputed += drop_if_damaged(store, f"selections/{selection.name}", deep=True)
     did_tiles = False
     with source.open() as slide:
         wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
@@ -224,7 +272,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             overlay = draw_overlay(low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
                                    tuple(tiles.attrs["level0_size"]), selected=selected)
             save_png(overlay, out / f"{source.slide_id}.tiles.png")
-    return summary
+    return with_recomputed(summary, recomputed)
 
 
 def tile_pixels(store: SlideStore, slide: Any, index: int, *, encoder: str | None = None) -> np.ndarray:
@@ -257,13 +305,21 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
     """Tissue and tiles first when the store lacks them (at ``tiling``, by default the encoder's
     native mpp and tile size), then features into ``features/<encoder>``."""
     existing = _existing_store(out, source)
-    needs_tiles = existing is None or not existing.has("tiles")
+    tiles_damaged = existing is not None and (existing.path / "tiles").exists() \
+        and existing.node_problem("tiles", deep=True) is not None
+    needs_tiles = existing is None or not existing.has("tiles") or tiles_damaged
     if tiling is None and needs_tiles:
-        tiling = TilingParams(mpp=encoder.spec.native_mpp, tile_size=encoder.spec.tile_size)
+        recorded = recorded_params(existing, "tiles") if tiles_damaged else None
+        tiling = _tiling_or_none(recorded) or TilingParams(mpp=encoder.spec.native_mpp, tile_size=encoder.spec.tile_size)
+    recomputed: list[str] = []
     if tiling is not None and (needs_tiles or overwrite or _tiles_differ(existing, tiling)):
         with contextlib.suppress(Skip):
-            run_tiles(source, out, tiling, tissue, overwrite=overwrite, write_images=write_images)
+            recomputed += run_tiles(source, out, tiling, tissue, overwrite=overwrite,
+                                    write_images=write_images).get("recomputed", [])
     store = SlideStore.open(out / f"{source.slide_id}.zarr")
+    # "Already extracted" only for features that verify: every chunk decoded, checksums checked
+    # (the cost of reading them once, small next to extracting them; see benchmarks/checksum_overhead.py).
+    recomputed += drop_if_damaged(store, f"features/{encoder.spec.name}", deep=True)
     with source.open() as slide:
         spec = slide.spec
     try:
@@ -272,7 +328,14 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
         raise Skip("features already extracted", features=done.rows) from None
     if not result["features"]:  # keep extraction's own note (e.g. a scale mismatch) after the reason
         result["note"] = "; ".join(n for n in (nothing_to_embed(store, options.selection), result.get("note")) if n)
-    return result
+    return with_recomputed(result, recomputed)
+
+
+def _tiling_or_none(params: dict[str, Any] | None) -> TilingParams | None:
+    try:
+        return TilingParams(**params) if params else None
+    except ValueError:
+        return None
 
 
 def nothing_to_embed(store: SlideStore, selection: str | None) -> str:

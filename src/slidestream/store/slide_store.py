@@ -24,6 +24,15 @@ import zarr
 
 from slidestream._version import __version__
 from slidestream.errors import StoreError
+from slidestream.store.integrity import (
+    check_chunks,
+    create_array,
+    has_checksums,
+    open_for_append,
+    read_array,
+    read_meta,
+    seal,
+)
 
 FORMAT_VERSION = "1.0"
 STORE_SUFFIX = ".zarr"
@@ -153,19 +162,53 @@ class SlideStore:
         return f"SlideStore({str(self.path)!r})"
 
     def has(self, rel: str) -> bool:
-        """True when node ``rel`` (e.g. ``tiles``, ``features/uni``) exists and is complete."""
-        meta = self.path / rel / "zarr.json"
-        if not meta.exists():
+        """True when node ``rel`` (e.g. ``tiles``, ``features/uni``) exists, is complete and its
+        metadata verifies. A damaged node is not "had": :meth:`node_attrs` says what is wrong."""
+        if not (self.path / rel / "zarr.json").exists():
             return False
         try:
-            return bool(json.loads(meta.read_text()).get("attributes", {}).get("complete", False))
-        except (OSError, ValueError):
+            return bool(read_meta(self.path, rel).get("attributes", {}).get("complete", False))
+        except StoreError:
             return False
 
     def node_attrs(self, rel: str) -> dict[str, Any]:
-        if not self.has(rel):
+        """The attrs of complete node ``rel``; a :class:`StoreError` naming the damage when its
+        metadata is unreadable or altered, or saying it is absent or incomplete."""
+        if not (self.path / rel / "zarr.json").exists():
             raise StoreError(self.path, f"no complete '{rel}' in this store")
-        return json.loads((self.path / rel / "zarr.json").read_text()).get("attributes", {})
+        attrs = read_meta(self.path, rel).get("attributes", {})
+        if not attrs.get("complete", False):
+            raise StoreError(self.path, f"no complete '{rel}' in this store")
+        return attrs
+
+    def node_problem(self, rel: str, *, deep: bool = False) -> str | None:
+        """None when node ``rel`` is complete and intact, else what is wrong, in one line.
+
+        Always checked (cheap: metadata and one directory listing per array): metadata parses and
+        matches its digest, the completion flag, every written chunk present. ``deep`` also
+        decodes every chunk, so each crc32c checksum is verified (the cost of reading the node).
+        """
+        try:
+            if not self.has(rel):
+                self.node_attrs(rel)  # raises with the reason
+            for arr_rel in self._arrays_of(rel):
+                if deep:
+                    read_array(self.path, arr_rel)
+                else:
+                    check_chunks(self.path, arr_rel, read_meta(self.path, arr_rel))
+        except StoreError as exc:
+            return exc.reason
+        return None
+
+    def _arrays_of(self, rel: str) -> list[str]:
+        """The arrays that make up node ``rel`` (itself, or a group's members such as ``tiles/coords``)."""
+        doc = read_meta(self.path, rel)
+        if doc.get("node_type") == "array":
+            return [rel]
+        names = doc.get("attributes", {}).get("arrays")
+        if names is None:  # written before the member list was recorded
+            names = sorted(p.name for p in (self.path / rel).iterdir() if (p / "zarr.json").exists())
+        return [f"{rel}/{name}" for name in names]
 
     def list_nodes(self, group: str) -> list[str]:
         """Names of complete nodes inside ``group`` (e.g. the encoders under ``features``)."""
@@ -203,6 +246,7 @@ class SlideStore:
         node = zarr.open(tmp_path, mode="r+", zarr_format=3)
         final_attrs = {**attrs, "completed": now_iso(), "slidestream_version": __version__, "complete": True}
         node.attrs.update(_jsonable(final_attrs))
+        seal(tmp_path)
         self._swap_into_place(tmp_path, self.path / rel)
         self._record_stage(rel, final_attrs)
 
@@ -222,8 +266,8 @@ class SlideStore:
         dimension_names = _dimension_names(dims, data.ndim, rel.rpartition("/")[2])
 
         def build(parent: zarr.Group, tmp: str) -> None:
-            arr = parent.create_array(tmp, shape=data.shape, dtype=data.dtype, chunks=chunks or _chunks(data.shape),
-                                      dimension_names=dimension_names)
+            arr = create_array(parent, tmp, data.shape, data.dtype, chunks or _chunks(data.shape),
+                               dimension_names=dimension_names)
             if data.size:
                 arr[...] = data
 
@@ -286,27 +330,35 @@ class SlideStore:
         def build(parent: zarr.Group, tmp: str) -> None:
             group = parent.create_group(tmp)
             rows = max(1, min(len(coords), 65536))
-            coords_arr = group.create_array("coords", shape=coords.shape, dtype="int64", chunks=(rows, 2),
-                                            dimension_names=(TILE_DIM, "xy"))
-            fraction_arr = group.create_array("tissue_fraction", shape=fractions.shape, dtype="float32", chunks=(rows,),
-                                              dimension_names=(TILE_DIM,))
+            coords_arr = create_array(group, "coords", coords.shape, "int64", (rows, 2),
+                                      dimension_names=(TILE_DIM, "xy"))
+            fraction_arr = create_array(group, "tissue_fraction", fractions.shape, "float32", (rows,),
+                                        dimension_names=(TILE_DIM,))
             if len(coords):
                 coords_arr[...] = coords
                 fraction_arr[...] = fractions
             if focus is not None:
-                focus_arr = group.create_array("focus", shape=fractions.shape, dtype="float32", chunks=(rows,),
-                                               dimension_names=(TILE_DIM,))
+                focus_arr = create_array(group, "focus", fractions.shape, "float32", (rows,),
+                                         dimension_names=(TILE_DIM,))
                 if len(coords):
                     focus_arr[...] = np.asarray(focus, dtype=np.float32)
 
-        self.write_node("tiles", build, {**attrs, "params": params, "n_tiles": len(coords)})
+        arrays = ["coords", "tissue_fraction"] + (["focus"] if focus is not None else [])
+        self.write_node("tiles", build, {**attrs, "params": params, "n_tiles": len(coords), "arrays": arrays})
 
     def read_tiles(self) -> Tiles:
+        """The tile table, checked: every member array intact, all of ``n_tiles`` rows."""
         attrs = self.node_attrs("tiles")
-        group = zarr.open_group(self.path / "tiles", mode="r", zarr_format=3)
-        focus = np.asarray(group["focus"][...]) if "focus" in group else None
-        return Tiles(coords=np.asarray(group["coords"][...]), tissue_fraction=np.asarray(group["tissue_fraction"][...]),
-                     attrs=attrs, focus=focus)
+        arrays = {rel.rpartition("/")[2]: read_array(self.path, rel) for rel in self._arrays_of("tiles")}
+        for name in ("coords", "tissue_fraction"):
+            if name not in arrays:
+                raise StoreError(self.path, f"tiles/{name}: array missing")
+        n = int(attrs.get("n_tiles", len(arrays["coords"])))
+        for name, values in arrays.items():
+            if len(values) != n:
+                raise StoreError(self.path, f"tiles/{name} has {len(values)} rows but the tiles record {n}")
+        return Tiles(coords=arrays["coords"], tissue_fraction=arrays["tissue_fraction"], attrs=attrs,
+                     focus=arrays.get("focus"))
 
     def write_selection(self, name: str, indices: np.ndarray, attrs: dict[str, Any]) -> None:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -332,10 +384,14 @@ class SlideStore:
             self.invalidate_dependents("features")
 
     def read_selection(self, name: str) -> np.ndarray:
-        if not self.has(f"selections/{name}"):
+        if not (self.path / "selections" / name / "zarr.json").exists():
             available = ", ".join(self.list_nodes("selections")) or "none"
             raise StoreError(self.path, f"no selection '{name}' (available: {available})")
-        return np.asarray(zarr.open_array(self.path / "selections" / name, mode="r", zarr_format=3)[...])
+        rows = read_array(self.path, f"selections/{name}")
+        n_tiles = self.node_attrs(f"selections/{name}").get("n_tiles")
+        if n_tiles is not None and len(rows) and (rows.min() < 0 or rows.max() >= int(n_tiles)):
+            raise StoreError(self.path, f"selections/{name}: indices outside the {n_tiles} tiles")
+        return rows
 
     def write_slide_embedding(self, method: str, embedding: np.ndarray, attrs: dict[str, Any]) -> None:
         self._ensure_group("slide_embeddings")
@@ -345,7 +401,7 @@ class SlideStore:
 
     def read_slide_embedding(self, method: str) -> tuple[np.ndarray, dict[str, Any]]:
         attrs = self.node_attrs(f"slide_embeddings/{method}")
-        return np.asarray(zarr.open_array(self.path / "slide_embeddings" / method, mode="r", zarr_format=3)[...]), attrs
+        return read_array(self.path, f"slide_embeddings/{method}"), attrs
 
     def write_tile_scores(self, name: str, scores: np.ndarray, attrs: dict[str, Any]) -> None:
         """Per-tile values (attention, prototype ids, QC scores) under ``tile_scores/<name>``.
@@ -371,7 +427,7 @@ class SlideStore:
 
     def read_tile_scores(self, name: str) -> tuple[np.ndarray, dict[str, Any]]:
         attrs = self.node_attrs(f"tile_scores/{name}")
-        return np.asarray(zarr.open_array(self.path / "tile_scores" / name, mode="r", zarr_format=3)[...]), attrs
+        return read_array(self.path, f"tile_scores/{name}"), attrs
 
     def _ensure_group(self, rel: str) -> None:
         if not (self.path / rel / "zarr.json").exists():
@@ -386,22 +442,19 @@ class SlideStore:
     def read_features(self, encoder: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Features (N, D), their level-0 coords (N, 2) and the node's attrs.
 
-        zarr reports a corrupt chunk as whatever its codec raises (``RuntimeError`` from zstd,
-        ``ValueError``, ``OSError``); it becomes a :class:`StoreError` naming the store, so every
-        batch or cohort loop records the slide and goes on instead of dying on one damaged file.
+        Damage (a chunk missing or failing its crc32c checksum, altered metadata) is a
+        :class:`StoreError` naming the store, the node and the chunk (see ``store/integrity.py``),
+        so every batch or cohort loop records the slide and goes on instead of reading garbage.
         """
         rel = f"features/{encoder}"
-        if not self.has(rel):
+        if not (self.path / rel / "zarr.json").exists():
             available = ", ".join(self.list_nodes("features")) or "none"
             raise StoreError(self.path, f"no complete features for encoder '{encoder}' (available: {available})")
         attrs = self.node_attrs(rel)
-        try:
-            features = np.asarray(zarr.open_array(self.path / rel, mode="r", zarr_format=3)[...])
-            coords = self.read_tiles().coords
-        except StoreError:
-            raise
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise StoreError(self.path, f"unreadable features/{encoder}: {type(exc).__name__}: {exc}") from exc
+        features = read_array(self.path, rel)
+        if "n_rows" in attrs and len(features) != int(attrs["n_rows"]):
+            raise StoreError(self.path, f"{rel} has {len(features)} rows but records {attrs['n_rows']}")
+        coords = self.read_tiles().coords
         if attrs.get("selection"):
             rows = self.read_selection(attrs["selection"])
             if attrs.get("selection_digest") not in (None, selection_digest(rows)):
@@ -457,18 +510,17 @@ class FeatureWriter:
     def _open_or_create(self, identity: dict[str, Any], dtype: str) -> zarr.Array:
         if (self.partial_path / "zarr.json").exists():
             try:
-                arr = zarr.open_array(self.partial_path, mode="r+", zarr_format=3)
-                if arr.attrs.get("identity") == identity:
-                    return arr
-            except Exception:  # an unreadable partial is just garbage to replace
+                doc = read_meta(self.store.path, self.rel_partial)
+                if doc["attributes"].get("identity") == identity and has_checksums(doc):
+                    return open_for_append(self.partial_path)
+            except Exception:  # an unreadable partial (or one without checksums) is just garbage to replace
                 pass
             shutil.rmtree(self.partial_path, ignore_errors=True)
         selection = self.attrs.get("selection")
-        arr = zarr.create_array(self.partial_path, shape=(self.n_rows, self.dim), dtype=dtype,
-                                chunks=(max(1, min(self.chunk_rows, self.n_rows)), self.dim), zarr_format=3,
-                                overwrite=True,
-                                dimension_names=(selection_dim(selection) if selection else TILE_DIM,
-                                                 f"{self.encoder}_feature"))
+        arr = create_array(self.partial_path, None, (self.n_rows, self.dim), dtype,
+                           (max(1, min(self.chunk_rows, self.n_rows)), self.dim), overwrite=True,
+                           dimension_names=(selection_dim(selection) if selection else TILE_DIM,
+                                            f"{self.encoder}_feature"))
         arr.attrs.update({"identity": identity, "rows_done": 0, "complete": False, "created": now_iso()})
         return arr
 
@@ -496,8 +548,13 @@ class FeatureWriter:
         final_attrs = {**self.attrs, "n_rows": self.n_rows, "dim": self.dim, "created": created, "completed": now_iso(),
                        "slidestream_version": __version__, "complete": True}
         self.array.attrs.put(final_attrs)  # replaces the resume bookkeeping (identity, rows_done)
+        seal(self.partial_path)
         self.store._swap_into_place(self.partial_path, self.store.path / "features" / self.encoder)
-        self.store._record_stage(f"features/{self.encoder}", final_attrs)
+        # The root's stage record keeps how to recompute these features should the node be damaged.
+        recipe = {k: final_attrs.get(k) for k in ("encoder", "weights_sha256", "random_init", "precision", "dtype",
+                                                  "selection", "mpp", "tile_size")}
+        recipe["weights_path"] = (final_attrs.get("encoder_provenance") or {}).get("weights_path")
+        self.store._record_stage(f"features/{self.encoder}", {**final_attrs, "params": recipe})
 
 
 def iter_stores(out_dir: str | Path) -> Iterator[SlideStore]:

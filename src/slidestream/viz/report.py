@@ -25,7 +25,7 @@ from slidestream._version import __version__
 from slidestream.store.slide_store import STORE_SUFFIX, SlideStore
 
 REPORT_DIR = "report"
-STATUS_RANK = {"failed": 0, "no record": 1, "skipped": 2, "ok": 3}
+STATUS_RANK = {"damaged": -1, "failed": 0, "no record": 1, "skipped": 2, "ok": 3}
 # Stage params that describe the slide rather than the run's configuration.
 PER_SLIDE_PARAMS = ("slide_mpp",)
 
@@ -71,12 +71,16 @@ class SlideReport:
     embeddings: dict[str, dict[str, Any]] = field(default_factory=dict)
     tile_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    damage: list[str] = field(default_factory=list)  # what ``slidestream verify --quick`` finds wrong
     figures: list[Figure] = field(default_factory=list)
     no_picture: str = ""  # why there is no picture, when there is none
 
     @property
     def status(self) -> str:
-        """The worst stage outcome: failed > ok > skipped; ``no record`` for stores outside the manifest."""
+        """``damaged`` when the store does not verify; else the worst stage outcome: failed > ok >
+        skipped; ``no record`` for stores outside the manifest."""
+        if self.damage:
+            return "damaged"
         statuses = {r.status for r in self.records}
         if "failed" in statuses:
             return "failed"
@@ -180,7 +184,12 @@ def _read_records(out: Path, problems: list[str]) -> tuple[dict[str, list[StageR
 
 
 def _fill_from_store(report: SlideReport, store: SlideStore) -> None:
+    from slidestream.store.verify import verify_store
+
     report.store = store
+    # Metadata, completion and chunk presence of every node (no chunk decoding: the report runs
+    # after every batch); a damaged store is marked, never shown as data.
+    report.damage = [issue.text() for issue in verify_store(store.path, deep=False).issues]
     attrs = store.attrs
     report.info = dict(attrs.get("slide", {}))
     report.path = report.path or str(report.info.get("path", ""))
@@ -199,7 +208,8 @@ def _fill_from_store(report: SlideReport, store: SlideStore) -> None:
 
 def _warnings(report: SlideReport) -> list[str]:
     """What a person should notice about this slide, most serious first."""
-    out: list[str] = []
+    out: list[str] = [f"damaged store: {d}; run slidestream verify {report.store.path.parent if report.store else ''} "
+                      "--repair to recompute it" for d in report.damage]
     by_reason: dict[tuple[str, str], list[str]] = {}
     for r in report.failures:  # one line per distinct reason, naming every stage it stopped
         by_reason.setdefault((r.reason, r.error_type), []).append(r.stage)

@@ -25,7 +25,7 @@ pre.run-config{font:12px/1.45 ui-monospace,"DejaVu Sans Mono",monospace;backgrou
 .card .label{font-size:12px;color:var(--muted)}.card .value{font-size:22px;font-weight:600}
 .card .hint{font-size:11px;color:var(--muted);max-width:220px}
 .card.ok .value{color:var(--ok)}.card.skipped .value{color:var(--skip)}.card.failed{border-color:var(--fail);background:var(--fail-bg)}
-.card.failed .value{color:var(--fail)}
+.card.failed .value{color:var(--fail)}.badge.damaged{color:#fff;background:var(--fail);border-color:var(--fail)}
 .alert{border-radius:6px;padding:10px 14px;margin:10px 0;border:1px solid}
 .alert ul{margin:6px 0 0;padding-left:20px}.alert li{margin:2px 0}
 .alert.failed{background:var(--fail-bg);border-color:#f1b8b3}.alert.warn{background:var(--warn-bg);border-color:#f3d19e}

@@ -21,7 +21,7 @@ from slidestream.viz.report import (
 )
 from slidestream.viz.report_assets import CSS, JS
 
-STATUS_TEXT = {"ok": "ok", "skipped": "skipped", "failed": "failed", "no record": "no record"}
+STATUS_TEXT = {"damaged": "damaged", "ok": "ok", "skipped": "skipped", "failed": "failed", "no record": "no record"}
 
 
 def e(value: object) -> str:
@@ -105,6 +105,8 @@ def _cards(run: RunReport) -> str:
         ("Processing time", duration(total), "sum of per-slide times over all stages"),
         ("Throughput", rate, f"{plural(slides_done, 'slide')} with work done, in {duration(work)}"),
     ]
+    if run.count("damaged"):
+        cards.insert(4, ("Damaged", str(run.count("damaged")), "failed"))
     if run.count("no record"):
         cards.insert(4, ("No record", str(run.count("no record")), "stores not in manifest.csv"))
     out = []
