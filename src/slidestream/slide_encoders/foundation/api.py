@@ -1,0 +1,64 @@
+"""Running a loaded slide foundation encoder on arrays, and as a cohort slide function."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from slidestream.errors import StoreError
+from slidestream.slide_encoders.foundation.spec import SlideEncoderSpec, SlideInput
+
+__all__ = ["embed_slide", "foundation_slide_fn"]
+
+
+@torch.inference_mode()
+def embed_slide(
+    model: nn.Module,
+    features: np.ndarray | torch.Tensor,
+    coords: np.ndarray | torch.Tensor | None = None,
+    patch_size_level0: float | None = None,
+    *,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
+    """One slide's tile features ``(N, D)`` (+ level-0 ``coords (N, 2)``) → float32 ``(D_slide,)``.
+
+    Runs in float32 (the official tools autocast to fp16 on GPU; fp32 is the reference).
+    """
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"features must be a non-empty (N, D) array, got shape {tuple(x.shape)}")
+    c = None if coords is None else torch.as_tensor(np.asarray(coords), dtype=torch.int64, device=device)
+    model = model.to(device).eval()
+    z = model.embed(SlideInput(x, c, patch_size_level0))  # type: ignore[operator]
+    return z.float().cpu().numpy().reshape(-1)
+
+
+def foundation_slide_fn(
+    spec: SlideEncoderSpec,
+    model: nn.Module,
+    provenance: Mapping[str, Any] | None = None,
+    *,
+    device: str = "cpu",
+):
+    """``bag -> (embedding, attrs)`` for bags from :func:`.inputs.read_slide_input`."""
+
+    def run(bag: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, Any]]:
+        level0 = bag.get("patch_size_level0")
+        size = None if level0 is None else float(level0[0])
+        if spec.requirement.uses_coords and size is None:
+            raise StoreError(None, f"{spec.name} needs tile coordinates and their level-0 size")
+        z = embed_slide(model, bag["features"], bag.get("coords"), size, device=device)
+        attrs = {
+            "slide_encoder": spec.name,
+            "input": spec.requirement.describe(),
+            "patch_size_level0": size,
+            "precision": "fp32",
+            **(provenance or {}),
+        }
+        return z, attrs
+
+    return run
