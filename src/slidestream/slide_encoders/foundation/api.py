@@ -12,7 +12,7 @@ from torch import nn
 from slidestream.errors import StoreError
 from slidestream.slide_encoders.foundation.spec import SlideEncoderSpec, SlideInput
 
-__all__ = ["embed_slide", "foundation_slide_fn"]
+__all__ = ["embed_slide", "encode_cohort", "foundation_slide_fn"]
 
 
 @torch.inference_mode()
@@ -62,3 +62,39 @@ def foundation_slide_fn(
         return z, attrs
 
     return run
+
+
+def encode_cohort(
+    stores: list,
+    name: str,
+    encoder: str,
+    weights: str | None = None,
+    *,
+    device: str = "cpu",
+    write: bool = True,
+):
+    """Embed every store with slide foundation encoder ``name`` → one row per slide (DataFrame).
+
+    The patch encoder named by ``encoder`` must be one the model was trained on (refused up front,
+    before weights are read); each store's records are then checked (:mod:`.inputs`) and a store
+    that breaks the contract becomes a failed row naming what is needed. Embeddings land in
+    ``slide_embeddings/<name>`` with provenance (weights file and SHA-256, input contract).
+    """
+    from slidestream.errors import ConfigError
+    from slidestream.slide_encoders import cohort
+    from slidestream.slide_encoders.foundation.inputs import read_slide_input
+    from slidestream.slide_encoders.foundation.loading import load_slide_encoder
+    from slidestream.slide_encoders.foundation.registry import get_slide_spec
+
+    spec = get_slide_spec(name)
+    enc = cohort.EncoderSpec.parse(encoder)
+    if not spec.requirement.accepts(enc.store_name):
+        raise ConfigError(
+            None, f"--encoder {enc.store_name}: {spec.name} needs {spec.requirement.describe()}"
+        )
+    model, provenance = load_slide_encoder(spec, weights)
+    slide_fn = foundation_slide_fn(spec, model, provenance, device=device)
+    return cohort.encode_stores(
+        stores, spec.name, [enc], slide_fn, provenance=provenance, write=write,
+        reader=lambda store, encoders: read_slide_input(store, spec, encoders[0].store_name),
+    )

@@ -70,20 +70,21 @@ class GigaPathSlide(nn.Module):
         self.encoder = LongNetEncoder(dim, depth, heads, 4 * dim, segment_lengths, dilated_ratios)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.layer, self.global_pool = layer, global_pool
+        self.slide_ngrids = SLIDE_NGRIDS
 
     def positions(self, coords: Tensor, tile_size: float) -> Tensor:
         cells = torch.floor(coords.double() / tile_size)
-        pos = (cells[:, 0] * SLIDE_NGRIDS + cells[:, 1]).long() + 1
-        if len(pos) and (pos.min() < 1 or pos.max() > SLIDE_NGRIDS**2):
-            raise ValueError(
-                f"tile grid exceeds GigaPath's {SLIDE_NGRIDS}x{SLIDE_NGRIDS} position table"
-            )
+        n = self.slide_ngrids
+        pos = (cells[:, 0] * n + cells[:, 1]).long() + 1
+        if len(pos) and (pos.min() < 1 or pos.max() > n**2):
+            raise ValueError(f"tile grid exceeds GigaPath's {n}x{n} position table")
         return pos
 
     def hidden_states(self, features: Tensor, coords: Tensor, tile_size: float) -> tuple[Tensor, list[Tensor]]:
         """``(encoder_out, states)`` of one slide, each ``(1, 1+N, dim)``."""
-        x = self.patch_embed.proj(features) + sincos_rows(self.positions(coords, tile_size),
-                                                          self.cls_token.shape[-1]).to(features)
+        rows = sincos_rows(self.positions(coords, tile_size), self.cls_token.shape[-1],
+                           self.slide_ngrids)
+        x = self.patch_embed.proj(features) + rows.to(features)
         x = torch.cat([self.cls_token[0], x])[None]  # the CLS position row is zeros
         return self.encoder(x)
 
