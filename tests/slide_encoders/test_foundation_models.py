@@ -114,7 +114,7 @@ def test_feather_loads_the_hf_safetensors_and_leaves_the_classifier_out(tmp_path
 def test_feather_refuses_a_checkpoint_with_a_missing_tensor(tmp_path):
     sd = {k: v for k, v in _sd(FeatherABMIL()).items() if "attention_c" not in k}
     save_file(sd, tmp_path / "model.safetensors")
-    with pytest.raises(WeightsError, match="missing: model.global_attn.attention_c"):
+    with pytest.raises(WeightsError, match=r"missing: model\.global_attn\.attention_c"):
         load_slide_encoder(get_slide_spec("feather"), tmp_path / "model.safetensors")
 
 
@@ -206,5 +206,5 @@ def test_prism_refuses_aliases_that_disagree(tmp_path):
 def test_missing_weights_name_the_places_and_the_source(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("SLIDESTREAM_WEIGHTS", raising=False)
-    with pytest.raises(WeightsError, match="huggingface.co/MahmoodLab/TITAN"):
+    with pytest.raises(WeightsError, match=r"huggingface\.co/MahmoodLab/TITAN"):
         load_slide_encoder(get_slide_spec("titan"))

@@ -7,7 +7,11 @@ Array API: ``embed_slide(model, features, coords=None, patch_size_level0=None)``
 :func:`.cohort.foundation_slide_fn` with :func:`.inputs.read_slide_input`.
 """
 
-from slidestream.slide_encoders.foundation.api import embed_slide, foundation_slide_fn
+from slidestream.slide_encoders.foundation.api import (
+    embed_slide,
+    encode_cohort,
+    foundation_slide_fn,
+)
 from slidestream.slide_encoders.foundation.loading import find_weights, load_slide_encoder
 from slidestream.slide_encoders.foundation.registry import (
     all_slide_specs,
@@ -26,6 +30,7 @@ __all__ = [
     "SlideInput",
     "all_slide_specs",
     "embed_slide",
+    "encode_cohort",
     "find_weights",
     "foundation_slide_fn",
     "get_slide_spec",

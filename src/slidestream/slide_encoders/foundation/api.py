@@ -66,7 +66,7 @@ def foundation_slide_fn(
 
 def encode_cohort(
     stores: list,
-    name: str,
+    name: str | SlideEncoderSpec,
     encoder: str,
     weights: str | None = None,
     *,
@@ -75,6 +75,7 @@ def encode_cohort(
 ):
     """Embed every store with slide foundation encoder ``name`` → one row per slide (DataFrame).
 
+    ``name`` is a registry name or a spec (e.g. a reduced-depth one in tests).
     The patch encoder named by ``encoder`` must be one the model was trained on (refused up front,
     before weights are read); each store's records are then checked (:mod:`.inputs`) and a store
     that breaks the contract becomes a failed row naming what is needed. Embeddings land in
@@ -86,7 +87,7 @@ def encode_cohort(
     from slidestream.slide_encoders.foundation.loading import load_slide_encoder
     from slidestream.slide_encoders.foundation.registry import get_slide_spec
 
-    spec = get_slide_spec(name)
+    spec = name if isinstance(name, SlideEncoderSpec) else get_slide_spec(name)
     enc = cohort.EncoderSpec.parse(encoder)
     if not spec.requirement.accepts(enc.store_name):
         raise ConfigError(
