@@ -74,3 +74,15 @@ def test_gigapath_reduced_depth_round_trip_and_forward(tmp_path):
     # tile order matters (segments follow the sequence), unlike TITAN or the ABMILs
     perm = rng.permutation(40)
     assert not np.allclose(embed_slide(loaded, feats[perm], coords[perm], 512.0), z, atol=1e-4)
+
+
+def test_a_slide_beyond_the_position_table_is_a_failed_slide_not_a_crash():
+    from slidestream.errors import StoreError
+    from slidestream.slide_encoders.foundation import foundation_slide_fn
+
+    model = GigaPathSlide(depth=1, segment_lengths=(8,), dilated_ratios=(1,)).eval()
+    run = foundation_slide_fn(get_slide_spec("gigapath"), model)
+    bag = {"features": np.zeros((2, 1536), np.float32),
+           "coords": np.array([[0, 0], [1000 * 256, 0]]), "patch_size_level0": np.array([256.0])}
+    with pytest.raises(StoreError, match="gigapath: tile grid exceeds"):
+        run(bag)

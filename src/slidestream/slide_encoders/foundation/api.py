@@ -51,7 +51,10 @@ def foundation_slide_fn(
         size = None if level0 is None else float(level0[0])
         if spec.requirement.uses_coords and size is None:
             raise StoreError(None, f"{spec.name} needs tile coordinates and their level-0 size")
-        z = embed_slide(model, bag["features"], bag.get("coords"), size, device=device)
+        try:
+            z = embed_slide(model, bag["features"], bag.get("coords"), size, device=device)
+        except ValueError as exc:  # e.g. a tile grid beyond GigaPath's position table
+            raise StoreError(None, f"{spec.name}: {exc}") from exc
         attrs = {
             "slide_encoder": spec.name,
             "input": spec.requirement.describe(),
