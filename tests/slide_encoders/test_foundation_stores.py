@@ -134,3 +134,17 @@ def test_titan_on_stores_uses_coordinates_and_the_level0_tile_size(tmp_path):
     feats, coords, _ = store.read_features("conch-v1.5")
     assert attrs["patch_size_level0"] == 1024.0
     assert np.allclose(emb, embed_slide(model, feats, coords, 1024.0), atol=1e-6)
+
+
+def test_encoders_lists_every_slide_encoder_with_dims_params_and_input():
+    import json
+
+    from slidestream.cli import encoders  # noqa: F401  (registers the command)
+
+    result = run("encoders", "--slide", "--json")
+    assert result.exit_code == 0, result.output
+    records = {r["name"]: r for r in json.loads(result.output)}
+    assert set(records) >= {"titan", "prism", "gigapath", "chief", "madeleine", "feather"}
+    assert (records["prism"]["dim"], records["prism"]["params"]) == (1280, 99_037_440)
+    assert records["chief"]["input"].startswith("ctranspath features (768-d) of 256-px tiles at 10x")
+    assert records["gigapath"]["uses_coords"] and not records["feather"]["uses_coords"]
