@@ -71,12 +71,19 @@ def _record(spec: EncoderSpec) -> dict[str, Any]:
 @app.command("encoders")
 def encoders(
     as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON array on stdout (the table stays on stderr).")] = False,
+    slide: Annotated[
+        bool, typer.Option("--slide", help="Only the slide foundation encoders (with --json too).")
+    ] = False,
 ) -> None:
-    """List the patch encoders: size, input, scale, and whether weights are on this machine.
+    """List the patch encoders and the slide foundation encoders: size, input, scale, weights.
 
     Like every command, the table for people goes to stderr and only JSON goes to stdout.
     """
     from slidestream.encoders import all_specs  # torch/timm load only for this command
+
+    if slide:
+        _print_slide_encoders(as_json)
+        return
 
     records = [_record(spec) for spec in all_specs()]
     if as_json:
@@ -106,5 +113,56 @@ def encoders(
             _human(r["params"]),
             status,
             access,
+        )
+    err_console.print(table)
+    _print_slide_encoders(False)
+
+
+def _slide_record(spec: Any) -> dict[str, Any]:
+    from slidestream.slide_encoders.foundation import find_weights
+
+    try:
+        path: str | None = str(find_weights(spec))
+    except WeightsError:
+        path = None
+    req = spec.requirement
+    return {
+        "name": spec.name,
+        "family": spec.family,
+        "dim": spec.embed_dim,
+        "params": spec.expected_params,
+        "published_params": spec.published_params,
+        "input": req.describe(),
+        "patch_encoder": req.patch_encoders[0],
+        "feature_dim": req.feature_dim,
+        "tile_size": req.tile_size,
+        "mpp": req.mpp,
+        "uses_coords": req.uses_coords,
+        "hf_repo": spec.hf_repo,
+        "weights_source": spec.weights_source,
+        "weights_path": path,
+        "gated": spec.gated,
+        "license": spec.license,
+        "notes": spec.notes,
+    }
+
+
+def _print_slide_encoders(as_json: bool) -> None:
+    """The slide foundation encoders (``slide-encode --method NAME --weights PATH``)."""
+    from slidestream.slide_encoders.foundation import all_slide_specs
+
+    records = [_slide_record(spec) for spec in all_slide_specs()]
+    if as_json:
+        typer.echo(json.dumps(records, indent=2))
+        return
+    table = Table(title="slide foundation encoders (slide-encode --method NAME)")
+    for col in ("name", "dim", "params", "needs (patch encoder, tiles)", "coords", "weights"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        table.add_row(
+            r["name"], str(r["dim"]), _human(r["params"]),
+            f"{r['patch_encoder']} {r['feature_dim']}-d, {r['tile_size']} px @ {r['mpp']:g} um/px",
+            "yes" if r["uses_coords"] else "no",
+            r["weights_path"] or f"[dim]not found ({r['weights_source']})[/]",
         )
     err_console.print(table)

@@ -1,7 +1,8 @@
 """``slidestream slide-encode`` and ``slidestream probe``: slide embeddings and their linear probes.
 
-``slide-encode`` embeds a directory of stores (PANTHER, COBRA, mean) into ``slide_embeddings/<method>``
-and a cohort Parquet table; PANTHER also stores each tile's prototype (``tile_scores/
+``slide-encode`` embeds a directory of stores (PANTHER, COBRA, mean, and the slide foundation
+encoders TITAN, PRISM, GigaPath, CHIEF, MADELEINE, FEATHER with ``--weights``) into
+``slide_embeddings/<method>`` and a cohort Parquet table; PANTHER also stores each tile's prototype (``tile_scores/
 panther_prototype``) and, with ``--maps``, draws prototype maps. ``probe`` cross-validates a
 linear (or Cox) model on the cohort table with the MIL labels table and patient folds.
 """
@@ -27,6 +28,19 @@ class Method(StrEnum):
     panther = "panther"
     cobra = "cobra"
     mean = "mean"
+    # slide foundation encoders (slidestream.slide_encoders.foundation; `slidestream encoders`)
+    titan = "titan"
+    prism = "prism"
+    gigapath = "gigapath"
+    gigapath_trident = "gigapath-trident"
+    chief = "chief"
+    madeleine = "madeleine"
+    feather = "feather"
+    feather_uni2 = "feather-uni2"
+    feather_uni = "feather-uni"
+
+
+_FOUNDATION = {m for m in Method if m not in (Method.panther, Method.cobra, Method.mean)}
 
 
 class Preset(StrEnum):
@@ -68,7 +82,7 @@ def slide_encode(
         None, help="COBRA: encoder whose features are pooled (default: the first --encoder)."
     ),
     epochs: int = typer.Option(100, min=1, help="COBRA --fit: pre-training epochs."),
-    device: str = typer.Option("cpu", help="COBRA: torch device (cpu, cuda, mps)."),
+    device: str = typer.Option("cpu", help="COBRA / foundation: torch device (cpu, cuda, mps)."),
     mean_mode: str = typer.Option("mean", help="Mean pooling: mean or meanmax."),
     maps: Path | None = typer.Option(
         None,
@@ -77,6 +91,9 @@ def slide_encode(
     ),
     slides: Path | None = typer.Option(None, help="Folder holding the slide files, if they moved."),
     as_json: bool = typer.Option(False, "--json", help="Also print one record per slide (status, error) as JSON on stdout."),
+    weights: Path | None = typer.Option(
+        None, "--weights", help="Slide foundation encoder weights: file, folder or HF cache folder."
+    ),
 ) -> None:
     """Embed every slide store, write slide_embeddings/<method> and a one-row-per-slide table."""
     from slidestream.slide_encoders import cohort
@@ -89,7 +106,11 @@ def slide_encode(
         if method is not Method.cobra and len(specs) != 1:
             raise ConfigError(None, f"--encoder: {method.value} takes exactly one patch encoder")
         provenance: dict = {}
-        if method is Method.panther:
+        if method in _FOUNDATION:
+            from slidestream.slide_encoders.foundation import encode_cohort
+
+            result = encode_cohort(paths, method.value, encoder[0], weights, device=device)
+        elif method is Method.panther:
             slide_fn, provenance = _panther(
                 paths,
                 specs[0],
@@ -111,7 +132,8 @@ def slide_encode(
             )
         else:
             slide_fn = cohort.mean_slide_fn(mean_mode)
-        result = cohort.encode_stores(paths, method.value, specs, slide_fn, provenance=provenance)
+        if method not in _FOUNDATION:
+            result = cohort.encode_stores(paths, method.value, specs, slide_fn, provenance=provenance)
         cohort.write_cohort_table(result, table)
     except SlideStreamError as exc:
         console.print(f"[red]error[/red] {exc}")

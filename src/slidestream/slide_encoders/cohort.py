@@ -367,8 +367,14 @@ def encode_stores(
     *,
     provenance: Mapping[str, Any] | None = None,
     write: bool = True,
+    reader: Callable[[Path, Sequence[EncoderSpec]], dict[str, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
-    """Embed every store, write ``slide_embeddings/<method>`` into it, return one row per slide."""
+    """Embed every store, write ``slide_embeddings/<method>`` into it, return one row per slide.
+
+    ``reader(store, encoders)`` replaces :func:`load_bag` for methods that need more than the
+    features (a slide foundation encoder checks the store's records and takes coordinates); its
+    bag's first entry must be the ``(N, D)`` features.
+    """
     if write:
         from slidestream.store import write_slide_embedding
     rows = []
@@ -380,7 +386,7 @@ def encode_stores(
             "encoder": ",".join(s.store_name for s in encoders),
         }
         try:
-            bag = load_bag(store, encoders)
+            bag = (reader or load_bag)(store, encoders)
             n_tiles = len(next(iter(bag.values())))
             if n_tiles == 0:
                 raise StoreError(store, "no tiles with features for " + row["encoder"])
