@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from slidestream.cli._app import app
 from slidestream.cli._common import collect_entries, err_console, print_summary, write_run_report
-from slidestream.errors import ConfigError
+from slidestream.errors import ConfigError, WeightsError
 from slidestream.pipeline.batch import run_batch
 from slidestream.pipeline.run import record_manifest
 from slidestream.pipeline.shard import apply_shard
@@ -54,6 +54,24 @@ def _sources(slides: list[Path], backend: str, default_mpp: float | None, shard:
     return mine
 
 
+def _check_weights(params: TissueParams) -> None:
+    """Missing deep weights fail the command once, up front, not once per slide."""
+    if params.random_init:
+        return
+    from slidestream.tissue.models import SPECS
+    from slidestream.tissue.seg_weights import resolve
+
+    wanted = [] if params.method == "classical" else [(SPECS[params.method], params.weights)]
+    if params.run_artifacts:
+        wanted.append((SPECS["grandqc_artifact"], params.artifact_weights))
+    for spec, given in wanted:
+        try:
+            resolve(spec, given)
+        except WeightsError as exc:
+            err_console.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(2) from exc
+
+
 @app.command("tissue")
 def tissue_command(
     slides: SlidesArg,
@@ -64,9 +82,25 @@ def tissue_command(
     shard: ShardOpt = None,
     no_pen_removal: Annotated[bool, typer.Option("--keep-pen", help="Do not exclude pen marks.")] = False,
     min_object_um2: Annotated[float, typer.Option(help="Smallest tissue piece kept, in um^2.")] = TissueParams().min_object_um2,
+    method: Annotated[str, typer.Option(help="classical (saturation/Otsu, fast), hest (HEST DeepLabV3, 1 um/px) or grandqc (GrandQC UNet++, 10 um/px).")] = "classical",
+    weights: Annotated[str | None, typer.Option(help="Deep method weights: the release file or a folder holding it (else $SLIDESTREAM_WEIGHTS, then the Hugging Face cache).")] = None,
+    combine: Annotated[str | None, typer.Option(help="With a deep method: intersect or union with the classical mask (IoU recorded).")] = None,
+    threshold: Annotated[float, typer.Option(help="Deep methods: minimum tissue probability.")] = 0.5,
+    model_mpp: Annotated[float | None, typer.Option(help="Deep methods: input um/px instead of the release's (e.g. 2 for HEST's fast mode).")] = None,
+    artifacts: Annotated[bool, typer.Option("--artifacts", help="Also segment GrandQC artifacts (fold, darkspot, pen, edge, oof) inside the tissue.")] = False,
+    exclude_artifacts: Annotated[str | None, typer.Option(help="Comma-separated artifact classes cut out of the tissue, e.g. fold,pen (implies --artifacts).")] = None,
+    artifact_weights: Annotated[str | None, typer.Option(help="GrandQC artifact weights (GrandQC_MPP1_state_dict.pth) or a folder holding it.")] = None,
+    device: Annotated[str, typer.Option(help="Deep methods: torch device (cpu, cuda, cuda:1).")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Deep methods: tiles per forward pass.")] = 8,
+    random_init: Annotated[bool, typer.Option("--random-init", hidden=True, help="Tests only: random weights.")] = False,
 ) -> None:
     """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
-    params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2)
+    excluded = tuple(x.strip() for x in exclude_artifacts.split(",") if x.strip()) if exclude_artifacts else ()
+    params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2, method=method,
+                        weights=weights, combine=combine, threshold=threshold, model_mpp=model_mpp, artifacts=artifacts,
+                        exclude_artifacts=excluded, artifact_weights=artifact_weights, device=device,
+                        batch_size=batch_size, random_init=random_init)
+    _check_weights(params)
     sources = _sources(slides, backend, default_mpp, shard)
     by_path = {s.path: s for s in sources}
     result = run_batch([s.path for s in sources],

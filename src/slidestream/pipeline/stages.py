@@ -8,6 +8,7 @@ atomically, so an interrupted batch can simply be run again.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from slidestream.atomic import atomic_write_text
 from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.extraction.reader import open_tile_reader
@@ -27,11 +29,13 @@ from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLo
 from slidestream.tiling import tile_slide
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue import (
+    ARTIFACT_QUPATH_CLASSES,
     INK_CLASS,
     TissueParams,
-    detect_tissue,
+    artifacts_to_feature_collection,
     geometry_from_feature_collection,
     geometry_to_feature_collection,
+    segment_tissue,
     to_feature_collection,
     write_geojson,
 )
@@ -107,30 +111,52 @@ def locked(out: Path, source: SlideSource, task: Callable[[], dict[str, Any]], *
 # ---------------------------------------------------------------------------------- tissue
 def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrite: bool = False,
                write_images: bool = True) -> dict[str, Any]:
-    """Detect tissue and write ``tissue`` into the store, plus ``<id>.geojson`` and ``<id>.tissue.png``."""
+    """Segment tissue (``params.method``) and write ``tissue`` into the store, plus ``<id>.geojson``,
+    ``<id>.tissue.png`` and, with artifacts, ``<id>.artifacts.geojson``."""
     out.mkdir(parents=True, exist_ok=True)
     with source.open() as slide:
-        wanted = {**params.model_dump(), "slide_mpp": list(slide.mpp)}
+        wanted = {**params.identity(), "slide_mpp": list(slide.mpp)}
         existing = _existing_store(out, source)
         if existing is not None and existing.has("tissue") and not overwrite:
             done = existing.node_attrs("tissue")
-            if done.get("params") == wanted:
+            if _same_tissue(done.get("params"), wanted):
                 raise Skip("tissue already detected", **done.get("summary", {}))
             raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
-        result = detect_tissue(slide, params)
+        result = segment_tissue(slide, params)
         store = open_store(source, out, slide)
         feature_collection = to_feature_collection(result.gdf)
-        ink = result.ink_geometry() if params.remove_pen else None
+        classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
+        ink = result.ink_geometry() if params.remove_pen and classical_ran else None
         write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
+        artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
+        if artifacts is not None:
+            atomic_write_text(out / f"{source.slide_id}.artifacts.geojson", json.dumps(artifacts))
         if write_images:
-            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink),
+            shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
+            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading),
                      out / f"{source.slide_id}.tissue.png")
         if store.has("tissue"):
             store.invalidate_dependents("tissue")
         summary = result.summary()
         store.write_tissue(feature_collection, summary, wanted,
-                           ink=geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None)
+                           ink=geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None,
+                           artifacts=artifacts, provenance=result.provenance or None)
         return {**summary, "note": "no tissue found" if result.is_empty else ""}
+
+
+def _same_tissue(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Whether stored tissue parameters mean the same detection as ``wanted`` (both with
+    ``slide_mpp``). Compared through the model, so stores written before a parameter existed
+    (it then has its default) still match."""
+    if not stored:
+        return False
+    stored, wanted = dict(stored), dict(wanted)
+    if stored.pop("slide_mpp", None) != wanted.pop("slide_mpp", None):
+        return False
+    try:
+        return TissueParams(**stored).identity() == TissueParams(**wanted).identity()
+    except ValueError:
+        return False
 
 
 def stored_tissue_params(store: SlideStore | None) -> TissueParams | None:

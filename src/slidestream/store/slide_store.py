@@ -252,7 +252,10 @@ class SlideStore:
 
     # ------------------------------------------------------------------ stages
     def write_tissue(self, feature_collection: dict[str, Any], summary: dict[str, Any], params: dict[str, Any],
-                     ink: dict[str, Any] | None = None) -> None:
+                     ink: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None,
+                     provenance: dict[str, Any] | None = None) -> None:
+        """``artifacts``: GrandQC artifact polygons (QuPath-classified FeatureCollection);
+        ``provenance``: the method, and for deep methods the model and weights SHA-256."""
         def build(parent: zarr.Group, tmp: str) -> None:
             parent.create_group(tmp)
 
@@ -260,6 +263,10 @@ class SlideStore:
                  "coordinate_space": "level-0 pixels"}
         if ink is not None:
             attrs["ink_geojson"] = ink
+        if artifacts is not None:
+            attrs["artifacts_geojson"] = artifacts
+        if provenance is not None:
+            attrs["provenance"] = provenance
         self.write_node("tissue", build, attrs)
 
     def read_ink_geojson(self) -> dict[str, Any] | None:
