@@ -89,8 +89,12 @@ def _smp(arch: str, classes: int) -> Callable[[], Any]:
             import segmentation_models_pytorch as smp
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise ImportError("the GrandQC models need segmentation-models-pytorch: pip install 'slidestream[seg]'") from exc
-        return getattr(smp, arch)(encoder_name="timm-efficientnet-b0", encoder_weights=None, classes=classes,
-                                  activation=None)
+        import warnings
+
+        with warnings.catch_warnings():  # smp deprecates 'timm-' names; the releases' keys need this one
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return getattr(smp, arch)(encoder_name="timm-efficientnet-b0", encoder_weights=None, classes=classes,
+                                      activation=None)
     return build
 
 
