@@ -22,8 +22,8 @@ from slidestream.store import SlideStore
 from slidestream.tissue import TissueParams, detect_tissue, segment_tissue
 from slidestream.tissue.deep import Canvas, RunOptions, segment_tissue_canvas
 from slidestream.tissue.models import SPECS
-from slidestream.tissue.segment import mask_iou
 from slidestream.tissue.seg_weights import sha256_file
+from slidestream.tissue.segment import mask_iou
 from tests.conftest import CMU
 
 pytest.importorskip("segmentation_models_pytorch")

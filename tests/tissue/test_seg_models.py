@@ -127,7 +127,7 @@ def test_grandqc_logits_equal_the_official_recipe(releases, tile, name) -> None:
 
 
 def test_strict_load_names_the_mismatch(releases, tmp_path) -> None:
-    path, reference = releases["grandqc"]
+    path, _ = releases["grandqc"]
     sd = torch.load(path)
     del sd["segmentation_head.0.bias"]
     sd["decoder.extra.weight"] = torch.zeros(1)
@@ -145,7 +145,7 @@ def test_pickled_module_is_refused_with_the_conversion(tmp_path) -> None:
     """GrandQC's Zenodo files are whole pickled modules: reading them would run code."""
     pickled = tmp_path / "GrandQC_MPP1.pth"
     torch.save(_official_grandqc("Unet", 8), pickled)
-    with pytest.raises(WeightsError, match="pickled module.*state_dict"):
+    with pytest.raises(WeightsError, match=r"pickled module.*state_dict"):
         build_model(SPECS["grandqc_artifact"], pickled)
 
 
