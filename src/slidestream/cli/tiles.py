@@ -123,6 +123,11 @@ def tile_command(
     min_tissue: Annotated[float, typer.Option(help="Minimum tissue fraction of a kept tile.")] = 0.25,
     allow_upsample: Annotated[bool, typer.Option(help="Allow a target finer than the slide.")] = False,
     min_focus_ratio: Annotated[float | None, typer.Option(help="Drop out-of-focus tiles: sharpness below this share of the slide's sharp tiles (e.g. 0.1).")] = None,
+    tile_qc: Annotated[bool, typer.Option("--tile-qc", help="Store each tile's white/black/grey pixel shares (measured at --qc-mpp, one whole-slide read).")] = False,
+    qc_mpp: Annotated[float, typer.Option(help="Resolution of the tile QC image, um/px.")] = 4.0,
+    max_white: Annotated[float | None, typer.Option(help="Drop tiles with a larger white (glass) share, e.g. 0.5 (implies --tile-qc).")] = None,
+    max_black: Annotated[float | None, typer.Option(help="Drop tiles with a larger black share, e.g. 0.1 (implies --tile-qc).")] = None,
+    max_grey: Annotated[float | None, typer.Option(help="Drop tiles with a larger grey (achromatic) share, e.g. 0.6 (implies --tile-qc).")] = None,
     select: Annotated[str | None, typer.Option(help="Also choose a subset: mosaic, fps, random or grid.")] = None,
     fraction: Annotated[float | None, typer.Option(help="Share of tiles to select.")] = 0.1,
     count: Annotated[int | None, typer.Option(help="Number of tiles to select (instead of --fraction).")] = None,
@@ -135,7 +140,8 @@ def tile_command(
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
     tiling = _validated(TilingParams, mpp=None if magnification else mpp, magnification=magnification,
                         tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, allow_upsample=allow_upsample,
-                        min_focus_ratio=min_focus_ratio)
+                        min_focus_ratio=min_focus_ratio, tile_qc=tile_qc, qc_mpp=qc_mpp, max_white=max_white,
+                        max_black=max_black, max_grey=max_grey)
     selection = None
     if select is not None:
         selection = _validated(SelectionParams, method=select, fraction=None if count else fraction, count=count, seed=seed)
@@ -145,7 +151,8 @@ def tile_command(
                        lambda p: locked(out, by_path[p], lambda: run_tiles(by_path[p], out, tiling, None, selection=selection,
                                                                            overwrite=overwrite)),
                        description="tiles")
-    print_summary(result, "tiles", columns=["tiles", "read_level", "selected"])
+    qc_filter = any(m is not None for m in (max_white, max_black, max_grey))
+    print_summary(result, "tiles", columns=["tiles", "read_level", "selected", *(["qc_dropped"] if qc_filter else [])])
     record_manifest(out, result, "tiles")
     write_run_report(out)
     raise typer.Exit(result.exit_code)

@@ -200,7 +200,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
     did_tiles = False
     with source.open() as slide:
         wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
-        if store.has("tiles") and not overwrite and store.node_attrs("tiles").get("params") == wanted:
+        if store.has("tiles") and not overwrite and _same_tiling(store.node_attrs("tiles").get("params"), wanted):
             pass
         elif store.has("tiles") and not overwrite:
             raise StoreError(store.path, "holds tiles made with other parameters; use --overwrite to replace them (features are then recomputed) or another --out")
@@ -209,7 +209,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             if store.has("tiles"):
                 store.invalidate_dependents("tiles")
             store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted,
-                              focus=grid.focus)
+                              focus=grid.focus, qc=grid.qc)
             did_tiles = True
         tiles = store.read_tiles()
         low_res: list[np.ndarray] = []
@@ -221,8 +221,9 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
 
         summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],
                                    "note": "" if len(tiles) else "no tiles: no tissue above min_tissue"}
-        if tiles.attrs.get("out_of_focus_dropped"):
-            summary["out_of_focus_dropped"] = tiles.attrs["out_of_focus_dropped"]
+        for dropped in ("out_of_focus_dropped", "qc_dropped"):
+            if tiles.attrs.get(dropped):
+                summary[dropped] = tiles.attrs[dropped]
         selected = None
         did_selection = False
         if selection is not None:
@@ -310,4 +311,18 @@ def _tiles_differ(store: SlideStore | None, tiling: TilingParams) -> bool:
         return True
     params = dict(store.node_attrs("tiles").get("params", {}))
     params.pop("slide_mpp", None)
-    return params != tiling.model_dump()
+    return not _same_tiling(params, tiling.model_dump())
+
+
+def _same_tiling(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Stored tiling parameters equal ``wanted``, read through the model: a store written before a
+    parameter existed (e.g. tile QC) has that parameter's default, not a difference."""
+    if not stored:
+        return False
+    stored, wanted = dict(stored), dict(wanted)
+    if stored.pop("slide_mpp", None) != wanted.pop("slide_mpp", None):
+        return False
+    try:
+        return TilingParams(**stored).model_dump() == TilingParams(**wanted).model_dump()
+    except ValueError:
+        return False

@@ -72,6 +72,7 @@ class Tiles:
     tissue_fraction: np.ndarray
     attrs: dict[str, Any]
     focus: np.ndarray | None = None  # sharpness per tile, when tiling measured it
+    qc: np.ndarray | None = None     # (N, 3) white/black/grey shares per tile, when tiling measured them
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -277,7 +278,7 @@ class SlideStore:
         return self.node_attrs("tissue")["geojson"]
 
     def write_tiles(self, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict[str, Any],
-                    params: dict[str, Any], focus: np.ndarray | None = None) -> None:
+                    params: dict[str, Any], focus: np.ndarray | None = None, qc: np.ndarray | None = None) -> None:
         coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
         fractions = np.asarray(tissue_fraction, dtype=np.float32).reshape(-1)
         if len(coords) != len(fractions):
@@ -295,6 +296,10 @@ class SlideStore:
                 focus_arr = group.create_array("focus", shape=fractions.shape, dtype="float32", chunks=(rows,))
                 if len(coords):
                     focus_arr[...] = np.asarray(focus, dtype=np.float32)
+            if qc is not None:
+                qc_arr = group.create_array("qc", shape=(len(coords), 3), dtype="float32", chunks=(rows, 3))
+                if len(coords):
+                    qc_arr[...] = np.asarray(qc, dtype=np.float32).reshape(-1, 3)
 
         self.write_node("tiles", build, {**attrs, "params": params, "n_tiles": len(coords)})
 
@@ -302,8 +307,9 @@ class SlideStore:
         attrs = self.node_attrs("tiles")
         group = zarr.open_group(self.path / "tiles", mode="r", zarr_format=3)
         focus = np.asarray(group["focus"][...]) if "focus" in group else None
+        qc = np.asarray(group["qc"][...]) if "qc" in group else None
         return Tiles(coords=np.asarray(group["coords"][...]), tissue_fraction=np.asarray(group["tissue_fraction"][...]),
-                     attrs=attrs, focus=focus)
+                     attrs=attrs, focus=focus, qc=qc)
 
     def write_selection(self, name: str, indices: np.ndarray, attrs: dict[str, Any]) -> None:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
