@@ -1,0 +1,88 @@
+"""Seconds per slide of each tissue method on the CPU: classical, GrandQC, HEST, GrandQC artifacts.
+
+Random-init weights (``random_init=True``): the forward cost of a network does not depend on its
+weight values, so the timings hold for the released weights; the masks do not (do not read the
+tissue areas printed here as results). Each method runs once per slide after one warm-up slide
+(model build and first-call costs are reported separately as ``build_s``). Tile QC (``tiling/qc``)
+is timed too, on a 0.5 um/px grid of 224 px tiles.
+
+    PYTHONPATH=src python benchmarks/bench_tissue_methods.py                  # the shared slides
+    PYTHONPATH=src python benchmarks/bench_tissue_methods.py --mosaic /work/scratch/slides/mosaic-10240.tif
+
+The shared slides without an mpp get the values the tests assume (0.5, 0.5, 2.0 um/px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, machine_line, md_table, save_results
+
+from slidestream.io import open_slide
+from slidestream.tiling import tile_slide
+from slidestream.tissue import TissueParams, segment_tissue
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "slides"
+SLIDES = [(SHARED / "CMU-1-Small-Region.svs", None), (SHARED / "tcga-cr-7395-01a-01-ts1.svs", 0.5),
+          (SHARED / "TCGA-XK-AAJU-pen-marks.tif", 0.5), (SHARED / "kidney-48-5.tif", 2.0)]
+METHODS = {
+    "classical": TissueParams(),
+    "grandqc (10 um/px)": TissueParams(method="grandqc", random_init=True),
+    "hest fast (2 um/px)": TissueParams(method="hest", random_init=True, model_mpp=2.0),
+    "hest (1 um/px)": TissueParams(method="hest", random_init=True),
+    "classical + grandqc artifacts (1 um/px)": TissueParams(artifacts=True, random_init=True),
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mosaic", type=Path, action="append", default=[], help="extra slides (e.g. make_slides.py mosaics)")
+    ap.add_argument("--methods", nargs="*", default=list(METHODS))
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    slides = SLIDES + [(p, None) for p in args.mosaic]
+    rows, records = [], []
+    with open_slide(SLIDES[0][0]) as warm:  # build every model once, off the clock
+        for name in args.methods:
+            t = time.perf_counter()
+            segment_tissue(warm, METHODS[name])
+            records.append({"method": name, "build_and_first_slide_s": time.perf_counter() - t})
+    for path, mpp in slides:
+        with open_slide(path, default_mpp=mpp) as slide:
+            area = slide.width * slide.mpp[0] * slide.height * slide.mpp[1] / 1e6
+            row: list[object] = [path.name, f"{slide.width}x{slide.height}", round(area, 1)]
+            for name in args.methods:
+                t, c = time.perf_counter(), time.process_time()
+                result = segment_tissue(slide, METHODS[name])
+                dt, dc = time.perf_counter() - t, time.process_time() - c
+                records.append({"slide": path.name, "method": name, "seconds": dt, "cpu_seconds": dc, "mm2": area,
+                                "tissue_fraction": float(result.mask.mean())})
+                row.append(f"{dt:.2f} ({dc:.1f})")
+            t = time.perf_counter()
+            grid = tile_slide(slide, segment_tissue(slide, METHODS["classical"]).geometry, mpp=0.5, tile_size=224,
+                              tile_qc=True)
+            with_qc = time.perf_counter() - t
+            t = time.perf_counter()
+            tile_slide(slide, segment_tissue(slide, METHODS["classical"]).geometry, mpp=0.5, tile_size=224)
+            row.append(f"{len(grid)} tiles: +{max(with_qc - (time.perf_counter() - t), 0):.2f}")
+            rows.append(row)
+            print(row, flush=True)
+    m = machine()
+    table = md_table(["slide", "level-0 px", "mm²", *args.methods, "tile QC cost (s)"], rows)
+    text = (f"Seconds per slide, wall (CPU seconds of all threads), CPU ({args.threads} threads), random-init "
+            f"weights (timing only).\n"
+            f"{machine_line(m)}\n\n{table}\n")
+    print(text)
+    save_results("tissue_methods", {"machine": m, "records": records, "threads": args.threads})
+    (Path(__file__).resolve().parent / "results" / "tissue_methods_table.md").write_text(text)
+
+
+if __name__ == "__main__":
+    main()
