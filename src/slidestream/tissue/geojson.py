@@ -17,7 +17,7 @@ INK_CLASS = {"name": "Ink", "color": [200, 0, 200]}
 ARTIFACT_QUPATH_CLASSES: dict[str, dict[str, Any]] = {
     "fold": {"name": "Fold", "color": [230, 120, 20]},
     "darkspot": {"name": "Dark spot & foreign object", "color": [60, 60, 60]},
-    "pen": {"name": "Pen marking", "color": [200, 0, 200]},
+    "pen": {"name": "Pen marking", "color": [0, 140, 70]},  # not the classical Ink magenta: a reviewer tells them apart
     "edge": {"name": "Edge & air bubble", "color": [0, 170, 200]},
     "oof": {"name": "Out of focus", "color": [140, 140, 230]},
 }
