@@ -147,3 +147,17 @@ def test_hest_runs_over_a_real_slide(tmp_path) -> None:
         result = segment_tissue(slide, TissueParams(method="hest", weights=path, model_mpp=4.0))
         assert result.mask.all() and result.geometry.area == pytest.approx(slide.width * slide.height, rel=0.01)
     assert result.provenance["tissue_model"]["model"] == "hest"
+
+
+@pytest.mark.slow
+def test_a_rerun_with_other_weights_is_refused(forced, tmp_path) -> None:
+    from slidestream.errors import StoreError
+    from slidestream.pipeline.batch import Skip
+
+    source = SlideSource(CMU)
+    first = TissueParams(method="grandqc", weights=forced["grandqc_tissue"])
+    run_tissue(source, tmp_path, first)
+    with pytest.raises(Skip):
+        run_tissue(source, tmp_path, first.model_copy(update={"batch_size": 3}))
+    with pytest.raises(StoreError, match="other grandqc weights"):
+        run_tissue(source, tmp_path, first.model_copy(update={"weights": forced["grandqc_glass"]}))

@@ -120,6 +120,7 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
         if existing is not None and existing.has("tissue") and not overwrite:
             done = existing.node_attrs("tissue")
             if _same_tissue(done.get("params"), wanted):
+                _check_same_weights(existing, done, params)
                 raise Skip("tissue already detected", **done.get("summary", {}))
             raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
         result = segment_tissue(slide, params)
@@ -142,6 +143,28 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
                            ink=geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None,
                            artifacts=artifacts, provenance=result.provenance or None)
         return {**summary, "note": "no tissue found" if result.is_empty else ""}
+
+
+def _check_same_weights(store: SlideStore, done: dict[str, Any], params: TissueParams) -> None:
+    """Same parameters but another weights file (by SHA-256) is not the same tissue: refuse to skip.
+    Weights that cannot be found now do not block the skip: the store already has the result."""
+    from slidestream.errors import WeightsError
+    from slidestream.tissue.models import SPECS
+    from slidestream.tissue.seg_weights import resolve, sha256_file
+
+    recorded = done.get("provenance") or {}
+    for key, model, given in (("tissue_model", params.method, params.weights),
+                              ("artifact_model", "grandqc_artifact", params.artifact_weights)):
+        sha = (recorded.get(key) or {}).get("weights_sha256")
+        if sha is None or params.random_init or model not in SPECS:
+            continue
+        try:
+            current = sha256_file(resolve(SPECS[model], given))
+        except WeightsError:
+            continue
+        if current != sha:
+            raise StoreError(store.path, f"holds tissue made with other {model} weights (SHA-256 {sha[:12]}..., now "
+                                         f"{current[:12]}...); use --overwrite to replace it")
 
 
 def _same_tissue(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
