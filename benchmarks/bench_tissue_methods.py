@@ -56,9 +56,13 @@ def main() -> None:
     ap.add_argument("--mosaic", type=Path, action="append", default=[], help="extra slides (e.g. make_slides.py mosaics)")
     ap.add_argument("--methods", nargs="*", default=list(METHODS))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None, help="only slides whose file name starts with one of these")
+    ap.add_argument("--name", default="tissue_methods", help="results/<name>.json and results/<name>_table.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     slides = SLIDES + [(p, None) for p in args.mosaic]
+    if args.only:
+        slides = [(p, m) for p, m in slides if p.name.startswith(tuple(args.only))]
     rows, records = [], []
     for name in args.methods:  # build every model once (and one forward), off the clock
         t = time.perf_counter()
@@ -75,6 +79,7 @@ def main() -> None:
                 records.append({"slide": path.name, "method": name, "seconds": dt, "cpu_seconds": dc, "mm2": area,
                                 "tissue_fraction": float(result.mask.mean())})
                 row.append(f"{dt:.2f} ({dc:.1f})")
+                print(f"  {path.name} {name}: {dt:.2f} s wall, {dc:.1f} s CPU", flush=True)
             t = time.perf_counter()
             grid = tile_slide(slide, segment_tissue(slide, METHODS["classical"]).geometry, mpp=0.5, tile_size=224,
                               tile_qc=True)
@@ -90,8 +95,8 @@ def main() -> None:
             f"weights (timing only).\n"
             f"{machine_line(m)}\n\n{table}\n")
     print(text)
-    save_results("tissue_methods", {"machine": m, "records": records, "threads": args.threads})
-    (Path(__file__).resolve().parent / "results" / "tissue_methods_table.md").write_text(text)
+    save_results(args.name, {"machine": m, "records": records, "threads": args.threads})
+    (Path(__file__).resolve().parent / "results" / f"{args.name}_table.md").write_text(text)
 
 
 if __name__ == "__main__":
