@@ -29,7 +29,7 @@ from slidestream.selection import select_tiles
 from slidestream.store import SlideStore, export_h5, load_features
 from slidestream.tiling import TileGrid, tile_slide
 from slidestream.tiling.params import SelectionParams, TilingParams
-from slidestream.tissue import TissueParams, detect_tissue
+from slidestream.tissue import TissueParams, detect_tissue, segment_tissue
 
 __all__ = [
     "ConfigError",
@@ -53,6 +53,7 @@ __all__ = [
     "find_slides",
     "load_features",
     "open_slide",
+    "segment_tissue",
     "select_tiles",
     "tile_pixels",
     "tile_slide",

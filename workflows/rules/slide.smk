@@ -13,7 +13,7 @@ rule tissue:
     output:
         marker("tissue"),
     params:
-        tissue=CFG.tissue.model_dump(),
+        tissue=CFG.tissue.identity(),
     log:
         str(LOGS / "{slide}.tissue.log"),
     threads: 1

@@ -16,7 +16,7 @@ from slidestream.cli._common import (
     print_summary,
     write_run_report,
 )
-from slidestream.errors import ConfigError
+from slidestream.errors import ConfigError, WeightsError
 from slidestream.pipeline.batch import run_batch
 from slidestream.pipeline.run import record_manifest
 from slidestream.pipeline.shard import apply_shard
@@ -60,6 +60,24 @@ def _sources(slides: list[Path], backend: str, default_mpp: float | None, shard:
     return mine
 
 
+def _check_weights(params: TissueParams) -> None:
+    """Missing deep weights fail the command once, up front, not once per slide."""
+    if params.random_init:
+        return
+    from slidestream.tissue.models import SPECS
+    from slidestream.tissue.seg_weights import resolve
+
+    wanted = [] if params.method == "classical" else [(SPECS[params.method], params.weights)]
+    if params.run_artifacts:
+        wanted.append((SPECS["grandqc_artifact"], params.artifact_weights))
+    for spec, given in wanted:
+        try:
+            resolve(spec, given)
+        except WeightsError as exc:
+            err_console.print(f"[red]error[/red] {exc}")
+            raise typer.Exit(2) from exc
+
+
 @app.command("tissue")
 def tissue_command(
     slides: SlidesArg,
@@ -71,9 +89,25 @@ def tissue_command(
     no_pen_removal: Annotated[bool, typer.Option("--keep-pen", help="Do not exclude pen marks.")] = False,
     min_object_um2: Annotated[float, typer.Option(help="Smallest tissue piece kept, in um^2.")] = TissueParams().min_object_um2,
     as_json: JsonOpt = False,
+    method: Annotated[str, typer.Option(help="classical (saturation/Otsu, fast), hest (HEST DeepLabV3, 1 um/px) or grandqc (GrandQC UNet++, 10 um/px).")] = "classical",
+    weights: Annotated[str | None, typer.Option(help="Deep method weights: the release file or a folder holding it (else $SLIDESTREAM_WEIGHTS, then the Hugging Face cache).")] = None,
+    combine: Annotated[str | None, typer.Option(help="With a deep method: intersect or union with the classical mask (IoU recorded).")] = None,
+    threshold: Annotated[float, typer.Option(help="Deep methods: minimum tissue probability.")] = 0.5,
+    model_mpp: Annotated[float | None, typer.Option(help="Deep methods: input um/px instead of the release's (e.g. 2 for HEST's fast mode).")] = None,
+    artifacts: Annotated[bool, typer.Option("--artifacts", help="Also segment GrandQC artifacts (fold, darkspot, pen, edge, oof) inside the tissue.")] = False,
+    exclude_artifacts: Annotated[str | None, typer.Option(help="Comma-separated artifact classes cut out of the tissue, e.g. fold,pen (implies --artifacts).")] = None,
+    artifact_weights: Annotated[str | None, typer.Option(help="GrandQC artifact weights (GrandQC_MPP1_state_dict.pth) or a folder holding it.")] = None,
+    device: Annotated[str, typer.Option(help="Deep methods: torch device (cpu, cuda, cuda:1).")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Deep methods: tiles per forward pass.")] = 8,
+    random_init: Annotated[bool, typer.Option("--random-init", hidden=True, help="Tests only: random weights.")] = False,
 ) -> None:
     """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
-    params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2)
+    excluded = tuple(x.strip() for x in exclude_artifacts.split(",") if x.strip()) if exclude_artifacts else ()
+    params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2, method=method,
+                        weights=weights, combine=combine, threshold=threshold, model_mpp=model_mpp, artifacts=artifacts,
+                        exclude_artifacts=excluded, artifact_weights=artifact_weights, device=device,
+                        batch_size=batch_size, random_init=random_init)
+    _check_weights(params)
     sources = _sources(slides, backend, default_mpp, shard)
     by_path = {s.path: s for s in sources}
     result = run_batch([s.path for s in sources],
@@ -96,6 +130,11 @@ def tile_command(
     min_tissue: Annotated[float, typer.Option(help="Minimum tissue fraction of a kept tile.")] = 0.25,
     allow_upsample: Annotated[bool, typer.Option(help="Allow a target finer than the slide.")] = False,
     min_focus_ratio: Annotated[float | None, typer.Option(help="Drop out-of-focus tiles: sharpness below this share of the slide's sharp tiles (e.g. 0.1).")] = None,
+    tile_qc: Annotated[bool, typer.Option("--tile-qc", help="Store each tile's white/black/grey pixel shares (measured at --qc-mpp, one whole-slide read).")] = False,
+    qc_mpp: Annotated[float, typer.Option(help="Resolution of the tile QC image, um/px.")] = 4.0,
+    max_white: Annotated[float | None, typer.Option(help="Drop tiles with a larger white (glass) share, e.g. 0.5 (implies --tile-qc).")] = None,
+    max_black: Annotated[float | None, typer.Option(help="Drop tiles with a larger black share, e.g. 0.1 (implies --tile-qc).")] = None,
+    max_grey: Annotated[float | None, typer.Option(help="Drop tiles with a larger grey (achromatic) share, e.g. 0.6 (implies --tile-qc).")] = None,
     select: Annotated[str | None, typer.Option(help="Also choose a subset: mosaic, fps, random or grid.")] = None,
     fraction: Annotated[float | None, typer.Option(help="Share of tiles to select.")] = 0.1,
     count: Annotated[int | None, typer.Option(help="Number of tiles to select (instead of --fraction).")] = None,
@@ -109,7 +148,8 @@ def tile_command(
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
     tiling = _validated(TilingParams, mpp=None if magnification else mpp, magnification=magnification,
                         tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, allow_upsample=allow_upsample,
-                        min_focus_ratio=min_focus_ratio)
+                        min_focus_ratio=min_focus_ratio, tile_qc=tile_qc, qc_mpp=qc_mpp, max_white=max_white,
+                        max_black=max_black, max_grey=max_grey)
     selection = None
     if select is not None:
         selection = _validated(SelectionParams, method=select, fraction=None if count else fraction, count=count, seed=seed)
@@ -119,7 +159,9 @@ def tile_command(
                        lambda p: locked(out, by_path[p], lambda: run_tiles(by_path[p], out, tiling, None, selection=selection,
                                                                            overwrite=overwrite)),
                        description="tiles")
-    print_summary(result, "tiles", columns=["tiles", "read_level", "selected"], as_json=as_json)
+    qc_filter = any(m is not None for m in (max_white, max_black, max_grey))
+    print_summary(result, "tiles", columns=["tiles", "read_level", "selected", *(["qc_dropped"] if qc_filter else [])],
+                  as_json=as_json)
     record_manifest(out, result, "tiles")
     write_run_report(out)
     raise typer.Exit(result.exit_code)

@@ -54,6 +54,8 @@ from slidestream.pipeline.stages import (
 )
 from slidestream.store import SlideStore, store_path
 from slidestream.store.lock import LockHeldError, hold
+from slidestream.tiling.params import TilingParams
+from slidestream.tissue.params import TissueParams
 
 MARKER_DIR = ".done"
 COHORT_LOCKS = "cohort"   # lock names ``cohort/<x>`` can never clash with a slide id (no "/" in ids)
@@ -106,7 +108,7 @@ def _without_mpp(params: dict[str, Any]) -> dict[str, Any]:
 def done_nodes(cfg: RunConfig, stage: str, store: SlideStore) -> dict[str, str] | None:
     """``{node: completed}`` when ``store`` holds ``stage`` made as ``cfg`` asks, else None."""
     if stage == "tissue":
-        nodes = {"tissue": cfg.tissue.model_dump()}
+        nodes = {"tissue": cfg.tissue.identity()}
     elif stage == "tiles":
         nodes = {"tiles": cfg.tiling_params().model_dump()}
         if cfg.selection is not None:
@@ -122,7 +124,7 @@ def done_nodes(cfg: RunConfig, stage: str, store: SlideStore) -> dict[str, str] 
         if not store.has(node) or store.node_problem(node) is not None:  # damaged: not done (cheap check)
             return None
         attrs = store.node_attrs(node)
-        if params is not None and _without_mpp(attrs.get("params", {})) != params:
+        if params is not None and not _params_match(node, _without_mpp(attrs.get("params", {})), params):
             return None
         if node.startswith("features/") and not _features_match(cfg, attrs):
             return None
@@ -130,6 +132,19 @@ def done_nodes(cfg: RunConfig, stage: str, store: SlideStore) -> dict[str, str] 
             return None
         done[node] = str(attrs.get("completed", ""))
     return done
+
+
+def _params_match(node: str, stored: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Stored stage parameters equal ``wanted``, tissue and tiles read through their models: a store
+    written before a parameter existed has its default (as the stages themselves compare)."""
+    try:
+        if node == "tissue":
+            return TissueParams(**stored).identity() == wanted
+        if node == "tiles":
+            return TilingParams(**stored).model_dump() == wanted
+    except ValueError:
+        return False
+    return stored == wanted
 
 
 def _features_match(cfg: RunConfig, attrs: dict[str, Any]) -> bool:

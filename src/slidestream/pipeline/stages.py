@@ -29,11 +29,13 @@ from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLo
 from slidestream.tiling import tile_slide
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue import (
+    ARTIFACT_QUPATH_CLASSES,
     INK_CLASS,
     TissueParams,
-    detect_tissue,
+    artifacts_to_feature_collection,
     geometry_from_feature_collection,
     geometry_to_feature_collection,
+    segment_tissue,
     to_feature_collection,
     write_feature_collection,
 )
@@ -110,33 +112,41 @@ def locked(out: Path, source: SlideSource, task: Callable[[], dict[str, Any]], *
 # ---------------------------------------------------------------------------------- tissue
 def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrite: bool = False,
                write_images: bool = True) -> dict[str, Any]:
-    """Detect tissue and write ``tissue`` into the store, plus ``<id>.geojson``, ``<id>.ink.geojson``
-    (the pen marks excluded, when pen removal is on) and ``<id>.tissue.png``."""
+    """Segment tissue (``params.method``) and write ``tissue`` into the store, plus ``<id>.geojson``,
+    ``<id>.ink.geojson`` (the pen marks excluded, when pen removal is on), ``<id>.tissue.png`` and,
+    with artifacts, ``<id>.artifacts.geojson``."""
     out.mkdir(parents=True, exist_ok=True)
     with source.open() as slide:
-        wanted = {**params.model_dump(), "slide_mpp": list(slide.mpp)}
+        wanted = {**params.identity(), "slide_mpp": list(slide.mpp)}
         existing = _existing_store(out, source)
         recomputed = drop_if_damaged(existing, "tissue", deep=False)
         if existing is not None and existing.has("tissue") and not overwrite:
             done = existing.node_attrs("tissue")
-            if done.get("params") == wanted:
+            if _same_tissue(done.get("params"), wanted):
+                _check_same_weights(existing, done, params)
                 raise Skip("tissue already detected", **done.get("summary", {}))
             raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
-        result = detect_tissue(slide, params)
+        result = segment_tissue(slide, params)
         store = open_store(source, out, slide)
         feature_collection = to_feature_collection(result.gdf)
-        ink = result.ink_geometry() if params.remove_pen else None
+        classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
+        ink = result.ink_geometry() if params.remove_pen and classical_ran else None
         ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
         write_feature_collection(feature_collection, out / f"{source.slide_id}.geojson")
         if ink_collection is not None:
             write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
+        artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
+        if artifacts is not None:
+            write_feature_collection(artifacts, out / f"{source.slide_id}.artifacts.geojson")
         if write_images:
-            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink),
+            shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
+            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading),
                      out / f"{source.slide_id}.tissue.png")
         if store.has("tissue"):
             store.invalidate_dependents("tissue")
         summary = result.summary()
-        store.write_tissue(feature_collection, summary, wanted, ink=ink_collection)
+        store.write_tissue(feature_collection, summary, wanted, ink=ink_collection,
+                           artifacts=artifacts, provenance=result.provenance or None)
         return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
 
 
@@ -184,6 +194,43 @@ def recorded_params(store: SlideStore | None, rel: str) -> dict[str, Any] | None
     return {k: v for k, v in params.items() if k != "slide_mpp"}
 
 
+def _check_same_weights(store: SlideStore, done: dict[str, Any], params: TissueParams) -> None:
+    """Same parameters but another weights file (by SHA-256) is not the same tissue: refuse to skip.
+    Weights that cannot be found now do not block the skip: the store already has the result."""
+    from slidestream.errors import WeightsError
+    from slidestream.tissue.models import SPECS
+    from slidestream.tissue.seg_weights import resolve, sha256_file
+
+    recorded = done.get("provenance") or {}
+    for key, model, given in (("tissue_model", params.method, params.weights),
+                              ("artifact_model", "grandqc_artifact", params.artifact_weights)):
+        sha = (recorded.get(key) or {}).get("weights_sha256")
+        if sha is None or params.random_init or model not in SPECS:
+            continue
+        try:
+            current = sha256_file(resolve(SPECS[model], given))
+        except WeightsError:
+            continue
+        if current != sha:
+            raise StoreError(store.path, f"holds tissue made with other {model} weights (SHA-256 {sha[:12]}..., now "
+                                         f"{current[:12]}...); use --overwrite to replace it")
+
+
+def _same_tissue(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Whether stored tissue parameters mean the same detection as ``wanted`` (both with
+    ``slide_mpp``). Compared through the model, so stores written before a parameter existed
+    (it then has its default) still match."""
+    if not stored:
+        return False
+    stored, wanted = dict(stored), dict(wanted)
+    if stored.pop("slide_mpp", None) != wanted.pop("slide_mpp", None):
+        return False
+    try:
+        return TissueParams(**stored).identity() == TissueParams(**wanted).identity()
+    except ValueError:
+        return False
+
+
 def stored_tissue_params(store: SlideStore | None) -> TissueParams | None:
     """The tissue parameters a store was made with, or None (no store, no tissue, or an older format)."""
     params = recorded_params(store, "tissue")
@@ -228,7 +275,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
     did_tiles = False
     with source.open() as slide:
         wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
-        if store.has("tiles") and not overwrite and store.node_attrs("tiles").get("params") == wanted:
+        if store.has("tiles") and not overwrite and _same_tiling(store.node_attrs("tiles").get("params"), wanted):
             pass
         elif store.has("tiles") and not overwrite:
             raise StoreError(store.path, "holds tiles made with other parameters; use --overwrite to replace them (features are then recomputed) or another --out")
@@ -237,7 +284,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             if store.has("tiles"):
                 store.invalidate_dependents("tiles")
             store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted,
-                              focus=grid.focus)
+                              focus=grid.focus, qc=grid.qc)
             did_tiles = True
         tiles = store.read_tiles()
         low_res: list[np.ndarray] = []
@@ -249,8 +296,9 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
 
         summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],
                                    "note": "" if len(tiles) else "no tiles: no tissue above min_tissue"}
-        if tiles.attrs.get("out_of_focus_dropped"):
-            summary["out_of_focus_dropped"] = tiles.attrs["out_of_focus_dropped"]
+        for dropped in ("out_of_focus_dropped", "qc_dropped"):
+            if tiles.attrs.get(dropped):
+                summary[dropped] = tiles.attrs[dropped]
         selected = None
         did_selection = False
         if selection is not None:
@@ -353,4 +401,18 @@ def _tiles_differ(store: SlideStore | None, tiling: TilingParams) -> bool:
         return True
     params = dict(store.node_attrs("tiles").get("params", {}))
     params.pop("slide_mpp", None)
-    return params != tiling.model_dump()
+    return not _same_tiling(params, tiling.model_dump())
+
+
+def _same_tiling(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    """Stored tiling parameters equal ``wanted``, read through the model: a store written before a
+    parameter existed (e.g. tile QC) has that parameter's default, not a difference."""
+    if not stored:
+        return False
+    stored, wanted = dict(stored), dict(wanted)
+    if stored.pop("slide_mpp", None) != wanted.pop("slide_mpp", None):
+        return False
+    try:
+        return TilingParams(**stored).model_dump() == TilingParams(**wanted).model_dump()
+    except ValueError:
+        return False

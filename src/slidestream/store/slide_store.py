@@ -84,6 +84,7 @@ class Tiles:
     tissue_fraction: np.ndarray
     attrs: dict[str, Any]
     focus: np.ndarray | None = None  # sharpness per tile, when tiling measured it
+    qc: np.ndarray | None = None     # (N, 3) white/black/grey shares per tile, when tiling measured them
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -303,7 +304,10 @@ class SlideStore:
 
     # ------------------------------------------------------------------ stages
     def write_tissue(self, feature_collection: dict[str, Any], summary: dict[str, Any], params: dict[str, Any],
-                     ink: dict[str, Any] | None = None) -> None:
+                     ink: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None,
+                     provenance: dict[str, Any] | None = None) -> None:
+        """``artifacts``: GrandQC artifact polygons (QuPath-classified FeatureCollection);
+        ``provenance``: the method, and for deep methods the model and weights SHA-256."""
         def build(parent: zarr.Group, tmp: str) -> None:
             parent.create_group(tmp)
 
@@ -311,6 +315,10 @@ class SlideStore:
                  "coordinate_space": "level-0 pixels"}
         if ink is not None:
             attrs["ink_geojson"] = ink
+        if artifacts is not None:
+            attrs["artifacts_geojson"] = artifacts
+        if provenance is not None:
+            attrs["provenance"] = provenance
         self.write_node("tissue", build, attrs)
 
     def read_ink_geojson(self) -> dict[str, Any] | None:
@@ -321,7 +329,7 @@ class SlideStore:
         return self.node_attrs("tissue")["geojson"]
 
     def write_tiles(self, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict[str, Any],
-                    params: dict[str, Any], focus: np.ndarray | None = None) -> None:
+                    params: dict[str, Any], focus: np.ndarray | None = None, qc: np.ndarray | None = None) -> None:
         coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
         fractions = np.asarray(tissue_fraction, dtype=np.float32).reshape(-1)
         if len(coords) != len(fractions):
@@ -342,8 +350,13 @@ class SlideStore:
                                          dimension_names=(TILE_DIM,))
                 if len(coords):
                     focus_arr[...] = np.asarray(focus, dtype=np.float32)
+            if qc is not None:
+                qc_arr = create_array(group, "qc", (len(coords), 3), "float32", (rows, 3),
+                                      dimension_names=(TILE_DIM, "qc_metric"))
+                if len(coords):
+                    qc_arr[...] = np.asarray(qc, dtype=np.float32).reshape(-1, 3)
 
-        arrays = ["coords", "tissue_fraction"] + (["focus"] if focus is not None else [])
+        arrays = ["coords", "tissue_fraction"] + (["focus"] if focus is not None else []) + (["qc"] if qc is not None else [])
         self.write_node("tiles", build, {**attrs, "params": params, "n_tiles": len(coords), "arrays": arrays})
 
     def read_tiles(self) -> Tiles:
@@ -358,7 +371,7 @@ class SlideStore:
             if len(values) != n:
                 raise StoreError(self.path, f"tiles/{name} has {len(values)} rows but the tiles record {n}")
         return Tiles(coords=arrays["coords"], tissue_fraction=arrays["tissue_fraction"], attrs=attrs,
-                     focus=arrays.get("focus"))
+                     focus=arrays.get("focus"), qc=arrays.get("qc"))
 
     def write_selection(self, name: str, indices: np.ndarray, attrs: dict[str, Any]) -> None:
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)

@@ -12,6 +12,7 @@ from slidestream.errors import ConfigError
 from slidestream.io import ReadPlan, Slide
 from slidestream.tiling.coverage import tissue_fractions
 from slidestream.tiling.focus import focus_reference, focus_scores, in_focus
+from slidestream.tiling.qc import QC_COLUMNS, keep_by_qc, qc_fractions, qc_image
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TileGrid:
     stride0: float                  # level-0 px between neighbouring tiles
     extra: dict[str, Any] = field(default_factory=dict)
     focus: np.ndarray | None = None  # float32 (N,) sharpness of the kept tiles, when measured
+    qc: np.ndarray | None = None     # float32 (N, 3) white/black/grey shares (tiling/qc.py), when measured
 
     def __len__(self) -> int:
         return len(self.coords)
@@ -93,6 +95,11 @@ def tile_slide(
     allow_upsample: bool = False,
     min_focus_ratio: float | None = None,
     focus_mpp: float = 2.0,
+    tile_qc: bool = False,
+    qc_mpp: float = 4.0,
+    max_white: float | None = None,
+    max_black: float | None = None,
+    max_grey: float | None = None,
 ) -> TileGrid:
     """Tile ``slide`` at ``mpp`` (or ``magnification``, via the objective power).
 
@@ -119,6 +126,14 @@ def tile_slide(
         keep[:] = False
     extra: dict[str, Any] = {"magnification": magnification} if magnification is not None else {}
     coords, fractions = candidates[keep], fractions[keep]
+    qc = None
+    if tile_qc or any(m is not None for m in (max_white, max_black, max_grey)):
+        image, image_mpp = qc_image(slide, qc_mpp)
+        qc = qc_fractions(image, image_mpp, slide.mpp, coords, plan.level0_size)
+        clean = keep_by_qc(qc, max_white, max_black, max_grey)
+        extra.update(qc_mpp=float(np.mean(image_mpp)), qc_columns=list(QC_COLUMNS), max_white=max_white,
+                     max_black=max_black, max_grey=max_grey, qc_dropped=int((~clean).sum()))
+        coords, fractions, qc = coords[clean], fractions[clean], qc[clean]
     focus = None
     if min_focus_ratio is not None:
         scores = focus_scores(slide, coords, plan.level0_size, focus_mpp)
@@ -126,8 +141,9 @@ def tile_slide(
         extra.update(focus_mpp=focus_mpp, min_focus_ratio=min_focus_ratio, out_of_focus_dropped=int((~sharp).sum()),
                      focus_reference=focus_reference(scores))
         coords, fractions, focus = coords[sharp], fractions[sharp], scores[sharp]
+        qc = qc[sharp] if qc is not None else None
     return TileGrid(
         coords=coords, tissue_fraction=fractions, target_mpp=float(mpp),
         tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, plan=plan,
-        slide_size=slide.dimensions, slide_mpp=slide.mpp, stride0=stride0, extra=extra, focus=focus,
+        slide_size=slide.dimensions, slide_mpp=slide.mpp, stride0=stride0, extra=extra, focus=focus, qc=qc,
     )

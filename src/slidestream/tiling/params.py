@@ -18,6 +18,11 @@ class TilingParams(BaseModel):
     allow_upsample: bool = Field(False, description="Allow a target finer than the slide's best resolution.")
     min_focus_ratio: float | None = Field(None, gt=0, lt=1, description="Drop out-of-focus tiles: sharpness (variance of the Laplacian at focus_mpp) below this share of the slide's sharp tiles (90th percentile), e.g. 0.1. None: off.")
     focus_mpp: float = Field(2.0, gt=0, description="Resolution at which tile sharpness is measured (um/px).")
+    tile_qc: bool = Field(False, description="Measure each tile's white/black/grey pixel shares at qc_mpp and store them (tiles/qc).")
+    qc_mpp: float = Field(4.0, gt=0, description="Resolution of the tile QC image (um/px); one whole-slide read.")
+    max_white: float | None = Field(None, ge=0, le=1, description="Drop tiles whose white (glass) share exceeds this (implies tile_qc).")
+    max_black: float | None = Field(None, ge=0, le=1, description="Drop tiles whose black share exceeds this (implies tile_qc).")
+    max_grey: float | None = Field(None, ge=0, le=1, description="Drop tiles whose grey (achromatic) share exceeds this (implies tile_qc).")
 
     @model_validator(mode="after")
     def _check(self) -> TilingParams:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -34,6 +35,10 @@ class TissueResult:
     threshold: float
     params: TissueParams
     small_pieces_dropped: int = 0
+    method: str = "classical"
+    provenance: dict[str, Any] = field(default_factory=dict)  # deep methods: model, weights SHA-256, ...
+    artifacts: dict[str, BaseGeometry] = field(default_factory=dict)  # GrandQC class -> level-0 geometry
+    agreement_iou: float | None = None  # combined mode: IoU of the classical and the deep mask
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -64,6 +69,10 @@ class TissueResult:
             "working_mpp": round(float(np.mean(self.image_mpp)), 4),
             "working_size": f"{w}x{h}",
             "small_pieces_dropped": self.small_pieces_dropped,
+            **({"method": self.method} if self.method != "classical" else {}),
+            **({"agreement_iou": round(self.agreement_iou, 4)} if self.agreement_iou is not None else {}),
+            **{f"{name}_area_mm2": round(_area_um2(g, self.level0_size, self.scale, self.image_mpp) / 1e6, 4)
+               for name, g in self.artifacts.items()},
         }
 
 
@@ -86,9 +95,16 @@ def detect_tissue(slide: Slide, params: TissueParams | None = None) -> TissueRes
     target = working_mpp(slide, params)
     image, (mx, my) = slide.read_whole(target)
     result = tissue_mask(image, float((mx + my) / 2), params)
-    h, w = result.tissue.shape
+    return result_from_mask(slide, image, (mx, my), result.tissue, result.pen, result.threshold, params,
+                            small_pieces_dropped=result.small_pieces_dropped)
+
+
+def result_from_mask(slide: Slide, image: np.ndarray, image_mpp: tuple[float, float], mask: np.ndarray,
+                     pen: np.ndarray, threshold: float, params: TissueParams, **extra: Any) -> TissueResult:
+    """Polygons (level-0, with holes) of a tissue mask over the whole slide, and their areas."""
+    h, w = mask.shape
     scale = (slide.width / w, slide.height / h)
-    polygons = mask_to_polygons(result.tissue, scale, params.simplify_px)
+    polygons = mask_to_polygons(mask, scale, params.simplify_px)
     mpp0 = slide.mpp
     areas = [p.area * mpp0[0] * mpp0[1] for p in polygons]
     gdf = gpd.GeoDataFrame({"area_um2": areas, "geometry": polygons}, geometry="geometry", crs=None)
@@ -96,8 +112,14 @@ def detect_tissue(slide: Slide, params: TissueParams | None = None) -> TissueRes
     if union.geom_type == "Polygon":
         union = MultiPolygon([union])
     if not polygons:
-        warnings.warn(f"{slide.path}: no tissue found (threshold {result.threshold:.3f}); the slide gets no tiles",
-                      NoTissueWarning, stacklevel=2)
-    return TissueResult(gdf=gdf, geometry=union, image=image, mask=result.tissue, pen=result.pen,
-                       image_mpp=(mx, my), level0_size=slide.dimensions, threshold=result.threshold,
-                       params=params, small_pieces_dropped=result.small_pieces_dropped)
+        warnings.warn(f"{slide.path}: no tissue found (threshold {threshold:.3f}); the slide gets no tiles",
+                      NoTissueWarning, stacklevel=3)
+    return TissueResult(gdf=gdf, geometry=union, image=image, mask=mask, pen=pen, image_mpp=image_mpp,
+                        level0_size=slide.dimensions, threshold=threshold, params=params, **extra)
+
+
+def _area_um2(geometry: BaseGeometry, level0_size: tuple[int, int], scale: tuple[float, float],
+              image_mpp: tuple[float, float]) -> float:
+    """Area of a level-0 geometry in um^2 (level-0 um/px from the working image's)."""
+    mx0, my0 = image_mpp[0] / scale[0], image_mpp[1] / scale[1]
+    return float(geometry.area) * mx0 * my0

@@ -44,6 +44,14 @@ def _columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
     """Column-wise properties (geopandas' input form), keeping nested dicts such as QuPath classifications."""
     keys = list(dict.fromkeys(k for p in properties for k in p))
     return {k: [p.get(k) for p in properties] for k in keys}
+# GrandQC's artifact classes as QuPath classifications (names from the release; our short keys).
+ARTIFACT_QUPATH_CLASSES: dict[str, dict[str, Any]] = {
+    "fold": {"name": "Fold", "color": [230, 120, 20]},
+    "darkspot": {"name": "Dark spot & foreign object", "color": [60, 60, 60]},
+    "pen": {"name": "Pen marking", "color": [0, 140, 70]},  # not the classical Ink magenta: a reviewer tells them apart
+    "edge": {"name": "Edge & air bubble", "color": [0, 170, 200]},
+    "oof": {"name": "Out of focus", "color": [140, 140, 230]},
+}
 
 
 def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
@@ -64,6 +72,27 @@ def geometry_to_feature_collection(geometry: BaseGeometry | None, classification
     polygons = [] if geometry is None or geometry.is_empty else list(getattr(geometry, "geoms", [geometry]))
     properties = [{"objectType": "annotation", "classification": dict(classification)} for _ in polygons]
     return _collection(polygons, properties)
+
+
+def artifacts_to_feature_collection(artifacts: dict[str, BaseGeometry]) -> dict[str, Any]:
+    """One QuPath-classified annotation per artifact polygon (GrandQC classes), with its class key."""
+    features = []
+    for key, geometry in artifacts.items():
+        for feature in geometry_to_feature_collection(geometry, ARTIFACT_QUPATH_CLASSES[key])["features"]:
+            feature["properties"]["name"] = key
+            features.append(feature)
+    return {"type": "FeatureCollection", "features": features}
+
+
+def artifacts_from_feature_collection(collection: dict[str, Any] | None) -> dict[str, BaseGeometry]:
+    """Artifact class key -> union of its polygons (the inverse of the function above)."""
+    parts: dict[str, list[BaseGeometry]] = {}
+    for f in (collection or {}).get("features", []):
+        key = f.get("properties", {}).get("name")
+        if key in ARTIFACT_QUPATH_CLASSES and f.get("geometry"):
+            parts.setdefault(key, []).append(shape(f["geometry"]))
+    return {k: unary_union(v) for k, v in parts.items()}
+
 
 
 def write_feature_collection(collection: dict[str, Any], path: str | Path) -> Path:

@@ -127,6 +127,14 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
     if closing >= 1:
         tissue = erode(dilate(tissue, closing), closing) | tissue
         tissue &= ~pen  # closing must not bridge back over ink
+    tissue, dropped = clean_mask(tissue, mpp, params)
+    return MaskResult(tissue=tissue, pen=pen & (sat > 0.1), threshold=threshold, mpp=mpp,
+                      small_pieces_dropped=dropped)
+
+
+def clean_mask(tissue: np.ndarray, mpp: float, params: TissueParams) -> tuple[np.ndarray, int]:
+    """Drop pieces under ``min_object_um2`` and fill holes under ``min_hole_um2`` (any method's
+    mask: debris and pinholes are not tissue structure). Returns the mask and the pieces dropped."""
     px_area = mpp * mpp
     min_obj = round(params.min_object_um2 / px_area)
     min_hole = round(params.min_hole_um2 / px_area)
@@ -135,8 +143,7 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
         tissue, dropped = _drop_small_pieces(tissue, min_obj)
     if min_hole > 0:
         tissue = remove_small_holes(tissue, max_size=min_hole)
-    return MaskResult(tissue=tissue, pen=pen & (sat > 0.1), threshold=threshold, mpp=mpp,
-                      small_pieces_dropped=dropped)
+    return tissue, dropped
 
 
 def _drop_small_pieces(mask: np.ndarray, max_size: int) -> tuple[np.ndarray, int]:

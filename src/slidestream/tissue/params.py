@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ArtifactName = Literal["fold", "darkspot", "pen", "edge", "oof"]
+# Where and how a deep model runs, not what it computes: left out of the parameters a store is
+# compared on (the weights are compared by their SHA-256 in the provenance instead).
+RUNTIME_FIELDS = frozenset({"weights", "artifact_weights", "device", "batch_size"})
 
 
 class TissueParams(BaseModel):
@@ -29,3 +36,31 @@ class TissueParams(BaseModel):
     min_object_um2: float = Field(10_000.0, ge=0, description="Drop tissue pieces smaller than this (debris, dust).")
     min_hole_um2: float = Field(10_000.0, ge=0, description="Fill holes smaller than this; larger holes stay holes.")
     simplify_px: float = Field(0.75, ge=0, description="Polygon simplification tolerance in working-image pixels.")
+
+    # deep segmenters (tissue/models.py); the knobs above except pen/black/white apply to them too
+    method: Literal["classical", "hest", "grandqc"] = Field("classical", description="classical (saturation/Otsu), hest (HEST DeepLabV3) or grandqc (GrandQC UNet++).")
+    combine: Literal["intersect", "union"] | None = Field(None, description="With a deep method: intersect or unite its mask with the classical one (their IoU is recorded).")
+    threshold: float = Field(0.5, gt=0, lt=1, description="Deep methods: minimum tissue probability (TRIDENT's confidence_thresh).")
+    model_mpp: float | None = Field(None, gt=0, description="Deep methods: input um/px; None is the release's (hest 1, grandqc 10; HEST's fast mode is 2).")
+    artifacts: bool = Field(False, description="Also run GrandQC's artifact segmenter (fold, darkspot, pen, edge, oof) inside the tissue.")
+    artifact_mpp: float = Field(1.0, gt=0, description="Input um/px of the artifact model (1.0 for GrandQC_MPP1).")
+    exclude_artifacts: tuple[ArtifactName, ...] = Field((), description="Artifact classes cut out of the tissue (implies artifacts).")
+    random_init: bool = Field(False, description="Tests and benchmarks only: seeded random weights, no file.")
+    weights: str | None = Field(None, description="Deep tissue model weights file or folder (else $SLIDESTREAM_WEIGHTS, the HF cache).")
+    artifact_weights: str | None = Field(None, description="GrandQC artifact weights (GrandQC_MPP1_state_dict.pth) file or folder.")
+    device: str = Field("cpu", description="Deep methods: torch device, e.g. cuda.")
+    batch_size: int = Field(8, ge=1, le=1024, description="Deep methods: tiles per forward pass.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TissueParams:
+        if self.combine is not None and self.method == "classical":
+            raise ValueError("combine needs a deep method (hest or grandqc) to combine with the classical mask")
+        return self
+
+    @property
+    def run_artifacts(self) -> bool:
+        return self.artifacts or bool(self.exclude_artifacts)
+
+    def identity(self) -> dict[str, Any]:
+        """What a store's tissue is compared on: everything but where and how the models run."""
+        return self.model_dump(exclude=set(RUNTIME_FIELDS))

@@ -34,16 +34,21 @@ def draw_overlay(
     selected: np.ndarray | None = None,
     width: int = 2,
     ink: BaseGeometry | None = None,
+    artifacts: dict[str, tuple[BaseGeometry, tuple[int, int, int]]] | None = None,
 ) -> Image.Image:
     """Draw level-0 geometry and tile boxes onto a thumbnail of the whole slide.
 
     ``ink`` (the pen marks detection excluded) is hatched in magenta, so a reviewer sees both
-    what was kept and what was thrown away as ink.
+    what was kept and what was thrown away as ink. ``artifacts`` (name -> (geometry, colour), e.g.
+    GrandQC's folds and bubbles) are shaded the same way, each in its class colour.
     """
     image = Image.fromarray(thumbnail).convert("RGB")
     sx, sy = image.width / level0_size[0], image.height / level0_size[1]
     if ink is not None and not ink.is_empty:
         image = _shade(image, ink, (sx, sy), INK_COLOUR, alpha=80)
+    for geometry_, colour in (artifacts or {}).values():
+        if geometry_ is not None and not geometry_.is_empty:
+            image = _shade(image, geometry_, (sx, sy), colour, alpha=80)
     draw = ImageDraw.Draw(image, "RGBA")
     if tiles is not None and tile_extent is not None and len(tiles):
         tw, th = tile_extent[0] * sx, tile_extent[1] * sy

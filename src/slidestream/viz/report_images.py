@@ -256,7 +256,18 @@ def _draw_overview(slide: SlideReport, thumb: np.ndarray | None, selection: str 
     if coords is not None and extent is not None:
         image = _tint_tiles(thumb, _level0_size(slide), coords, extent)
     return draw_overlay(image, _level0_size(slide), _geometry(slide), coords, extent, selected=selected, width=3,
-                        ink=_ink(slide))
+                        ink=_ink(slide), artifacts=_artifacts(slide))
+
+
+def _artifacts(slide: SlideReport) -> dict[str, Any]:
+    """GrandQC artifact polygons of the store's tissue node, with their class colours (none: {})."""
+    from slidestream.tissue.geojson import (
+        ARTIFACT_QUPATH_CLASSES,
+        artifacts_from_feature_collection,
+    )
+
+    found = artifacts_from_feature_collection(slide.tissue.get("artifacts_geojson") if slide.tissue else None)
+    return {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in found.items()}
 
 
 def _ink(slide: SlideReport) -> Any:
@@ -300,6 +311,10 @@ def _overview_legend(slide: SlideReport, selection: str | None) -> list[tuple[st
     legend = [(_css(TISSUE_COLOUR), "tissue outline"), (_css(HOLE_COLOUR), "hole in tissue")]
     if slide.tissue and (slide.tissue.get("ink_geojson") or {}).get("features"):
         legend.append((_css(INK_COLOUR), "pen ink, excluded"))
+    for key, (_, colour) in _artifacts(slide).items():
+        from slidestream.tissue.geojson import ARTIFACT_QUPATH_CLASSES
+
+        legend.append((_css(colour), f"artifact: {ARTIFACT_QUPATH_CLASSES[key]['name'].lower()}"))
     if slide.n_tiles:
         legend.append((_css(TILE_COLOUR), "tile"))
     if selection:
