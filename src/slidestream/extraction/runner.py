@@ -122,7 +122,10 @@ def extract_store(spec: SlideSpec, store: SlideStore, encoder: Any, options: Ext
 def _embedded(encoder: Any, options: ExtractOptions, batches: Iterator[tuple[int, np.ndarray]]
               ) -> Iterator[tuple[int, np.ndarray]]:
     """``(row, features)`` per batch: through the device feeder on a GPU, else ``encoder(batch)``."""
-    from slidestream.extraction.device_feed import DeviceFeeder, use_device_feed  # torch: only when extracting
+    from slidestream.extraction.device_feed import (  # torch: only when extracting
+        DeviceFeeder,
+        use_device_feed,
+    )
 
     if use_device_feed(encoder, options.device_feed):
         yield from DeviceFeeder(encoder, stage=True if options.device_feed else None).run(batches)
