@@ -70,7 +70,8 @@ class DeviceFeeder:
         if self._copy_stream is None:   # no CUDA: a synchronous copy, the buffer is free again at once
             return host.to(self.device, copy=True)
         compute = torch.cuda.current_stream(self.device)
-        self._copy_stream.wait_stream(compute)   # never overwrite device memory the model still reads
+        # no wait on the compute stream here: the copy overlaps the previous forward pass; device
+        # memory reuse is guarded by ``record_stream`` below, host buffer reuse by the slot's event
         with torch.cuda.stream(self._copy_stream):
             dev = host.to(self.device, non_blocking=True)
             done = torch.cuda.Event()
