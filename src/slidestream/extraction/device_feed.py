@@ -52,13 +52,22 @@ class DeviceFeeder:
         self._turn += 1
         buf = self._buffers[slot]
         if buf is None or buf.shape[1:] != batch.shape[1:] or buf.shape[0] < len(batch):
-            buf = torch.empty(batch.shape, dtype=torch.uint8, pin_memory=self.cuda)
+            buf = self._new_buffer(batch.shape)
             self._buffers[slot] = buf
         elif self._copied[slot] is not None:
             self._copied[slot].synchronize()   # the previous copy out of this buffer is done
         view = buf[: len(batch)]
         view.numpy()[...] = batch
         return view, slot
+
+    def _new_buffer(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Pinned on CUDA; pageable where page-locking fails (a low ``ulimit -l``): slower, still exact."""
+        if self.cuda:
+            try:
+                return torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            except RuntimeError:
+                pass
+        return torch.empty(shape, dtype=torch.uint8)
 
     def upload(self, batch: np.ndarray) -> torch.Tensor:
         """uint8 (B, H, W, 3) numpy → the same tensor on the device, copied asynchronously."""
