@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from slidestream._version import __version__
+from slidestream.encoders.devices import resolve_device
 from slidestream.encoders.pooling import pool
 from slidestream.encoders.preprocess import preprocess as _preprocess
 from slidestream.encoders.registry import get_spec
@@ -157,6 +158,7 @@ def load_encoder(
     provenance then says ``"random-init"`` so such features can never pass for real ones.
     """
     spec = get_spec(name)
+    torch_device = resolve_device(device)   # a bad or absent device fails before any model is built
     if precision not in PRECISIONS:
         raise ConfigError(None, f"precision={precision!r}; allowed: {', '.join(PRECISIONS)}")
     if random_init and weights is not None:
@@ -178,7 +180,6 @@ def load_encoder(
         model = build_with_weights(spec, weights_path)
         sha = sha256_file(weights_path)
 
-    torch_device = torch.device(device)
     model = model.float().eval().to(torch_device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

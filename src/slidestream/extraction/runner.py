@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ class ExtractOptions:
     dtype: str = "float32"      # stored feature dtype (float16 halves the size)
     chunk_rows: int = 1024      # rows per zarr chunk, and per resumable write
     selection: str | None = None
+    device_feed: bool | None = None  # pinned, asynchronous feeding (device_feed.py); None: on for CUDA
 
 
 class FeaturesDone(Exception):  # noqa: N818 - a signal, not an error
@@ -93,8 +94,9 @@ def extract_store(spec: SlideSpec, store: SlideStore, encoder: Any, options: Ext
             progress(done, len(coords))
         pending: list[np.ndarray] = []
         pending_rows = 0
-        for _, batch in iter_batches(reader, coords[done:], options.batch_size, prefetch=options.prefetch, first_row=done):
-            features = encoder(batch)
+        for _, features in _embedded(encoder, options,
+                                     iter_batches(reader, coords[done:], options.batch_size, prefetch=options.prefetch,
+                                                  first_row=done)):
             if not np.isfinite(features).all():
                 raise StoreError(store.path, f"{name} produced non-finite features (check weights and precision)")
             pending.append(features.astype(options.dtype, copy=False))
@@ -115,6 +117,21 @@ def extract_store(spec: SlideSpec, store: SlideStore, encoder: Any, options: Ext
         reader.close()
     return {"features": len(coords), "dim": encoder.embed_dim, "reader": provenance["reader"],
             "note": scale_note(encoder.spec, tiles.attrs)}
+
+
+def _embedded(encoder: Any, options: ExtractOptions, batches: Iterator[tuple[int, np.ndarray]]
+              ) -> Iterator[tuple[int, np.ndarray]]:
+    """``(row, features)`` per batch: through the device feeder on a GPU, else ``encoder(batch)``."""
+    from slidestream.extraction.device_feed import (  # torch: only when extracting
+        DeviceFeeder,
+        use_device_feed,
+    )
+
+    if use_device_feed(encoder, options.device_feed):
+        yield from DeviceFeeder(encoder, stage=True if options.device_feed else None).run(batches)
+        return
+    for row, batch in batches:
+        yield row, encoder(batch)
 
 
 def scale_note(spec: Any, tiles_attrs: dict[str, Any]) -> str:
