@@ -47,7 +47,7 @@ def extract_features(
     inputs = [slides] if isinstance(slides, str | Path) else list(slides)
     entries = find_slide_entries(inputs)
     check_unique_ids([e.path for e in entries])
-    sources = {e.path: SlideSource(e.path, backend, e.mpp if e.mpp is not None else default_mpp) for e in entries}
+    sources = {e.path: SlideSource(e.path, backend, e.mpp if e.mpp is not None else default_mpp, e.problem) for e in entries}
     if isinstance(tiling, dict):
         tiling = TilingParams(**tiling)
     opts = ExtractOptions(**options)
