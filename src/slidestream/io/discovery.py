@@ -87,6 +87,8 @@ def find_slide_entries(inputs: Iterable[str | Path], *, recursive: bool = True,
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
+            if any(c.suffix.lower() == ".dcm" for c in path.iterdir()):   # the folder given is a DICOM series
+                add(path)
             for child in sorted(path.glob(pattern)):
                 if (child.is_file() and is_slide_path(child) and child.suffix.lower() != ".dcm") or (child.is_dir() and any(c.suffix.lower() == ".dcm" for c in child.iterdir())):
                     add(child)
