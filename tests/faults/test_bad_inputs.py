@@ -27,7 +27,7 @@ def one_line(result) -> str:
 def assert_refused(result, *words: str) -> None:
     """Exit 2, no traceback, and the message names what is wrong."""
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit)
+    assert ("Traceback" not in result.output and result.exception is None) or isinstance(result.exception, SystemExit)
     text = one_line(result)
     for word in words:
         assert word in text, (word, text)
