@@ -78,7 +78,7 @@ def find_slide_entries(inputs: Iterable[str | Path], *, recursive: bool = True,
             target = str(p.resolve(strict=False))
         except (OSError, RuntimeError):   # a symlink loop
             target = key
-        if target in targets and target != key:
+        if target in targets:
             notes.append(f"{p} and {targets[target]} are the same file ({target}); both are processed, each under its own name")
         targets.setdefault(target, p)
         found.append(SlideEntry(p, mpp, problem))

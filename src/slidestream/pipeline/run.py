@@ -183,7 +183,7 @@ def sync_markers(cfg: RunConfig, slide_id: str) -> None:
             marker.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(marker, text)
         except OSError as exc:   # the stage is done but cannot be marked so: a rerun checks the store again
-            raise StoreError(marker, f"cannot write the completion marker ({exc.strerror or exc})") from None
+            raise StoreError(marker, f"cannot write the completion marker {marker} ({exc.strerror or exc})") from None
 
 
 # ---------------------------------------------------------------------------------- per-slide stages

@@ -210,6 +210,8 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
     store = SlideStore.open(out / f"{source.slide_id}.zarr")
     did_tiles = False
     with source.open() as slide:
+        restored = _restore_tissue_files(source, out, slide, stored_tissue_params(store) or tissue, write_images) \
+            if store.has("tissue") else ""
         wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
         if store.has("tiles") and not overwrite and store.node_attrs("tiles").get("params") == wanted:
             pass
@@ -252,7 +254,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
         picture = out / f"{source.slide_id}.tiles.png"
         done_before = not did_tiles and not did_selection
         if done_before and (picture.exists() or not write_images):
-            raise Skip("tiles already made", **summary)
+            raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
         if write_images:   # also when only the picture was lost (e.g. a full disk after the store)
             overlay = draw_overlay(low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
                                    tuple(tiles.attrs["level0_size"]), selected=selected)
