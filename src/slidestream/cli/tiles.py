@@ -37,13 +37,18 @@ ShardOpt = Annotated[str | None, typer.Option("--shard", help="Only shard i/n of
 WaitOpt = Annotated[float, typer.Option("--wait", min=0, callback=finite, help="Slides another live process is working on are waited for, after the others, at most this many seconds in all; still busy then: exit 1.")]
 
 
-def _validated(model, **values):
+def _validated(model, options: dict[str, str] | None = None, **values):
+    """``model(**values)``, or exit 2 naming the option as the user typed it (``options`` maps a
+    field to its option where the names differ: method -> --select) and the value given."""
     try:
         return model(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or model.__name__
-        print_error(f"invalid {key}: {first['msg']}")
+        field = ".".join(str(p) for p in first["loc"])
+        option = (options or {}).get(field, f"--{field.replace('_', '-')}")
+        key = f"{option} ({field})" if field else "options"
+        got = f" (got {first['input']!r})" if field and not isinstance(first.get("input"), dict) else ""
+        print_error(f"invalid {key}: {str(first['msg']).removeprefix('Value error, ')}{got}")
         raise typer.Exit(2) from None
 
 
@@ -137,7 +142,7 @@ def tile_command(
                         min_focus_ratio=min_focus_ratio)
     selection = None
     if select is not None:
-        selection = _validated(SelectionParams, method=select, fraction=None if count else fraction, count=count, seed=seed)
+        selection = _validated(SelectionParams, {"method": "--select"}, method=select, fraction=None if count else fraction, count=count, seed=seed)
     sources = _sources(slides, backend, default_mpp, shard)
     prepare_out(out)
     result, recorder = run_slides(out, sources, lambda s: run_tiles(s, out, tiling, None, selection=selection,

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -197,6 +198,8 @@ def run_batch(
                 try:
                     for index, path, first in deferred:
                         progress.update(bar, current=f"waiting for {Path(path).name}")
+                        console.print(f"[yellow]waiting[/yellow] for {escape(str(path))}: {escape(first.reason)}",
+                                      soft_wrap=True, highlight=False)
                         start = time.perf_counter()
                         result = attempt(path)
                         waited = time.perf_counter() - start
