@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import collect_slides, err_console, print_summary
+from slidestream.cli._common import collect_slides, print_error, print_summary
 from slidestream.io import open_slide
 from slidestream.pipeline.batch import run_batch
 
@@ -34,7 +34,7 @@ def info(
     if as_json:
         typer.echo(json.dumps(records, indent=2))
         for o in result.failed:
-            err_console.print(f"[red]failed[/red] {o.path}: {o.reason}")
+            print_error(f"failed {o.path}: {o.reason}")
     else:
         print_summary(result, "slides", columns=["backend", "levels", "mpp"])
     raise typer.Exit(result.exit_code)
