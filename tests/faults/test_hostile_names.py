@@ -176,3 +176,11 @@ def test_leading_dash_ids_reach_run_as_values(tmp_path, monkeypatch):
     assert SlideStore.open(out / "--out=elsewhere.zarr").has("tissue")
     assert not (out / "-x.zarr").exists() and not (tmp_path / "elsewhere").exists()
     assert os.listdir(tmp_path / "in")
+
+
+def test_snakemake_names_a_braced_slide_id_instead_of_failing_in_the_dag(tmp_path):
+    slides = hostile_folder(tmp_path / "in", ["{brace}"])
+    result = snakemake(tmp_path, _config(tmp_path, slides, tmp_path / "out", features=None), "--dry-run")
+    log = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0
+    assert "slide id '{brace}'" in log and "contains braces, which Snakemake reads as wildcards" in log
