@@ -214,3 +214,9 @@ def test_the_good_slide_of_a_bad_batch_equals_a_clean_run(tmp_path):
     cli("tile", good, "--out", tmp_path / "alone", *TILE_ARGS)
     np.testing.assert_array_equal(SlideStore.open(tmp_path / "mixed" / "good.zarr").read_tiles().coords,
                                   SlideStore.open(tmp_path / "alone" / "good.zarr").read_tiles().coords)
+
+
+def test_slide_encode_refuses_an_unknown_device(tmp_path):
+    result = cli("slide-encode", "--method", "cobra", "--stores", tmp_path, "--encoder", "uni",
+                 "--table", tmp_path / "t.parquet", "--device", "potato")
+    assert_refused(result, "--device", "'potato'", "allowed: cpu")
