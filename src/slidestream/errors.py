@@ -15,7 +15,8 @@ class SlideStreamError(Exception):
     def __init__(self, path: str | Path | None, reason: str) -> None:
         self.path = None if path is None else Path(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
+        # the path as given: a URL keeps its "//", which Path would squeeze to one slash
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
 
 
 class SlideOpenError(SlideStreamError):
@@ -48,3 +49,8 @@ class ConfigError(SlideStreamError):
 
 class NoTissueWarning(UserWarning):
     """Tissue detection found nothing; downstream stages get an empty tile list, not a crash."""
+
+
+class EmptyBagError(SlideStreamError):
+    """A slide with no tiles (no tissue) has no bag to export: CLAM and TRIDENT write no file for
+    it, and MIL models crash on a (0, D) bag. Batch exports report it as skipped, with this reason."""

@@ -18,7 +18,7 @@ def test_json_lists_every_encoder_with_local_weights_found(clean_weights_env: Pa
     weights.write_bytes(b"0")
     result = CliRunner().invoke(app, ["encoders", "--json"])
     assert result.exit_code == 0, result.output
-    records = {r["name"]: r for r in json.loads(result.output)}
+    records = {r["name"]: r for r in json.loads(result.stdout)}  # stdout holds only the JSON
     assert list(records) == list_encoders()
     assert records["pathdino"]["weights_path"] == str(weights)
     assert (
@@ -36,5 +36,6 @@ def test_table_names_every_encoder_and_says_pluto_is_not_public() -> None:
     result = CliRunner().invoke(app, ["encoders"], env={"COLUMNS": "220"})
     assert result.exit_code == 0, result.output
     for name in list_encoders():
-        assert name in result.output
-    assert "not public" in result.output and "681.4M" in result.output
+        assert name in result.stderr
+    assert "not public" in result.stderr and "681.4M" in result.stderr
+    assert result.stdout == ""  # the table is for people: stderr, like every other command's table

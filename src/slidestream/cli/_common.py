@@ -1,10 +1,16 @@
-"""Small pieces every batch command shares: slide discovery, summaries, exit codes."""
+"""Small pieces every batch command shares: slide discovery, summaries, exit codes.
+
+Streams: stdout carries only machine-readable results (``--json``); progress, tables, warnings
+and errors for people go to stderr, so ``slidestream tile ... --json | jq`` always parses.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +24,8 @@ from slidestream.pipeline.manifest import check_output_folder
 
 # Logs and CI captures are not terminals; give them room instead of Rich's 80-column default.
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Also print the results as JSON on stdout (the table stays on stderr).")]
 
 
 def print_error(message: object) -> None:
@@ -72,8 +80,27 @@ def _exists(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
-def print_summary(result: BatchResult, title: str, columns: list[str] | None = None) -> None:
-    """Per-slide table (ok / skipped / failed with reason), then one summary line."""
+def batch_json(result: BatchResult, command: str) -> dict[str, Any]:
+    """The machine-readable form of a batch: counts, then one record per slide (no tracebacks)."""
+    return {
+        "command": command,
+        "summary": {status: result.count(status) for status in ("ok", "skipped", "failed", "busy")},
+        "exit_code": result.exit_code,
+        "slides": [{k: v for k, v in o.row().items() if k != "traceback"} for o in result.outcomes],
+    }
+
+
+def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout (paths and numpy scalars as strings/numbers)."""
+    typer.echo(json.dumps(data, indent=2, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def print_summary(result: BatchResult, title: str, columns: list[str] | None = None, *,
+                  as_json: bool = False, command: str | None = None) -> None:
+    """Per-slide table (ok / skipped / failed with reason) and one summary line on stderr; with
+    ``as_json`` also the results as JSON on stdout."""
+    if as_json:
+        print_json(batch_json(result, command or title))
     columns = columns or []
     table = Table(title=title, show_lines=False)
     table.add_column("slide", no_wrap=True)

@@ -10,10 +10,10 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from slidestream.cli._app import app
+from slidestream.cli._common import err_console
 from slidestream.errors import WeightsError
 
 if TYPE_CHECKING:
@@ -70,21 +70,24 @@ def _record(spec: EncoderSpec) -> dict[str, Any]:
 
 @app.command("encoders")
 def encoders(
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array on stdout.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON array on stdout (the table stays on stderr).")] = False,
 ) -> None:
-    """List the patch encoders: size, input, scale, and whether weights are on this machine."""
+    """List the patch encoders: size, input, scale, and whether weights are on this machine.
+
+    Like every command, the table for people goes to stderr and only JSON goes to stdout.
+    """
     from slidestream.encoders import all_specs  # torch/timm load only for this command
 
     records = [_record(spec) for spec in all_specs()]
     if as_json:
         typer.echo(json.dumps(records, indent=2))
-        return
     table = Table(title="patch encoders", show_lines=False)
     for col, justify in (
         ("name", "left"),
         ("dim", "right"),
         ("tile→input px", "right"),
         ("mpp", "right"),
+        ("embedding", "left"),
         ("params", "right"),
         ("weights", "left"),
         ("access / licence", "left"),
@@ -99,8 +102,9 @@ def encoders(
             str(r["dim"]),
             f"{r['tile_size']}→{r['input_size']}",
             f"{r['native_mpp']:g}",
+            r["pooling"],
             _human(r["params"]),
             status,
             access,
         )
-    Console().print(table)
+    err_console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +10,14 @@ import typer
 from rich.markup import escape
 
 from slidestream.cli._app import app
-from slidestream.cli._common import err_console, finite, prepare_out, print_error, print_summary
+from slidestream.cli._common import (
+    JsonOpt,
+    err_console,
+    finite,
+    prepare_out,
+    print_error,
+    print_summary,
+)
 from slidestream.cli.tiles import (
     BackendOpt,
     DefaultMppOpt,
@@ -23,12 +31,13 @@ from slidestream.cli.tiles import (
     finish,
     run_slides,
 )
-from slidestream.errors import SlideStreamError
+from slidestream.errors import EmptyBagError, SlideStreamError
 from slidestream.extraction import ExtractOptions
-from slidestream.pipeline.batch import DEFAULT_BUSY_WAIT_S, run_batch
+from slidestream.pipeline.batch import DEFAULT_BUSY_WAIT_S, BatchResult, Skip, run_batch
 from slidestream.pipeline.config import check_device
 from slidestream.pipeline.stages import run_extract
-from slidestream.store import export_h5, iter_stores
+from slidestream.store import SlideStore, export_h5, iter_stores
+from slidestream.store.stamp_export import export_stamp
 from slidestream.tiling.params import TilingParams
 
 
@@ -55,6 +64,7 @@ def extract_command(
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
     wait: WaitOpt = DEFAULT_BUSY_WAIT_S,
+    as_json: JsonOpt = False,
 ) -> None:
     """Embed every tile (or a selection) of each slide; tissue and tiling run first when missing."""
     from slidestream.encoders import load_encoder  # torch import only for commands that need it
@@ -94,34 +104,82 @@ def extract_command(
     result, recorder = run_slides(out, sources, lambda s: run_extract(s, out, model, options, tiling=tiling,
                                                                       overwrite=overwrite),
                                   stage=stage, description="extract", wait=wait)
-    finish(out, result, recorder, stage, ["features", "dim", "reader"])
+    finish(out, result, recorder, stage, ["features", "dim", "reader"], as_json=as_json, command="extract")
 
 
-export_app = typer.Typer(help="Export stores to other tools' formats.", no_args_is_help=True)
+export_app = typer.Typer(help="Export stores to other tools' formats.", no_args_is_help=True,
+                         context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(export_app, name="export")
 
+H5_LAYOUTS = ("trident", "clam", "stamp")
+StoresArg = Annotated[Path, typer.Argument(help="Folder of <slide_id>.zarr stores (or one store).")]
 
-@export_app.command("h5")
-def export_h5_command(
-    stores: Annotated[Path, typer.Argument(help="Folder of <slide_id>.zarr stores (or one store).")],
-    encoder: Annotated[str, typer.Option(help="Which features/<encoder> to export.")],
-    dest: Annotated[Path, typer.Option("--dest", "-d", help="Output folder for <slide_id>.h5 files.")],
-    layout: Annotated[str, typer.Option(help="trident (features+coords with attrs) or clam (h5_files/ + pt_files/, no attrs).")] = "trident",
-) -> None:
-    """Write CLAM/TRIDENT-compatible .h5 feature files so existing MIL code reads our output."""
-    if layout not in ("trident", "clam"):
-        print_error(f"invalid layout {layout!r}: choose trident or clam")
-        raise typer.Exit(2)
+
+def export_stores(stores: Path) -> list[Path]:
+    """``stores`` itself when it is one store, else the stores inside it; none is a usage error."""
     paths = [stores] if (stores / "zarr.json").exists() else [s.path for s in iter_stores(stores)]
     if not paths:
         print_error(f"no slide stores in {stores}")
         raise typer.Exit(2)
-    from slidestream.store import SlideStore
+    return paths
 
+
+def export_batch(paths: list[Path], write: Callable[[SlideStore], Path]) -> BatchResult:
+    """Run one export per store; a slide without tiles is skipped with its reason, as CLAM,
+    TRIDENT and STAMP write no file for it (and MIL models crash on an empty bag)."""
     def one(path: Path) -> dict:
-        written = export_h5(SlideStore.open(path), encoder, dest, layout)  # type: ignore[arg-type]
-        return {"file": written.name}
+        try:
+            written = write(SlideStore.open(path))
+        except EmptyBagError as exc:
+            raise Skip(exc.reason) from exc
+        return {"file": str(written)}
 
-    result = run_batch(paths, one, description="export", show_progress=False)
-    print_summary(result, f"h5 ({layout})", columns=["file"])
+    return run_batch(paths, one, description="export", show_progress=False)
+
+
+@export_app.command("h5")
+def export_h5_command(
+    stores: StoresArg,
+    encoder: Annotated[str, typer.Option(help="Which features/<encoder> to export.")],
+    dest: Annotated[Path, typer.Option("--dest", "-d", help="Output folder for <slide_id>.h5 files.")],
+    layout: Annotated[str, typer.Option(help="trident (features+coords with attrs), clam (h5_files/ + pt_files/, "
+                                             "no attrs) or stamp (fp16 feats, coords in um, STAMP attrs).")] = "trident",
+    as_json: JsonOpt = False,
+) -> None:
+    """Write CLAM/TRIDENT/STAMP-compatible .h5 feature files so existing MIL code reads our output."""
+    if layout not in H5_LAYOUTS:
+        err_console.print(f"[red]error[/red] invalid layout {layout!r}: choose {', '.join(H5_LAYOUTS)}")
+        raise typer.Exit(2)
+    paths = export_stores(stores)
+    if layout == "stamp":
+        result = export_batch(paths, lambda store: export_stamp(store, encoder, dest))
+    else:
+        result = export_batch(paths, lambda store: export_h5(store, encoder, dest, layout))  # type: ignore[arg-type]
+    print_summary(result, f"h5 ({layout})", columns=["file"], as_json=as_json, command="export h5")
+    raise typer.Exit(result.exit_code)
+
+
+@export_app.command("spatialdata")
+def export_spatialdata_command(
+    stores: StoresArg,
+    dest: Annotated[Path, typer.Option("--dest", "-d", help="Output folder for <slide_id>.zarr SpatialData stores "
+                                                            "(not the folder of the slide stores).")],
+    encoder: Annotated[list[str] | None, typer.Option(help="Only these features/<encoder> (repeatable; default: all).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write SpatialData zarr stores (tissues, tiles, feature tables) that LazySlide's wsidata opens."""
+    from slidestream.store.spatialdata_export import (
+        MissingDependencyError,
+        export_spatialdata,
+        require_spatialdata,
+    )
+
+    try:
+        require_spatialdata()
+    except MissingDependencyError as exc:
+        err_console.print(f"[red]error[/red] {exc.reason}")
+        raise typer.Exit(2) from None
+    paths = export_stores(stores)
+    result = export_batch(paths, lambda store: export_spatialdata(store, dest, encoder or None))
+    print_summary(result, "spatialdata", columns=["file"], as_json=as_json, command="export spatialdata")
     raise typer.Exit(result.exit_code)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import err_console, print_error, print_summary
+from slidestream.cli._common import JsonOpt, err_console, print_error, print_summary
 from slidestream.pipeline.batch import BatchResult, run_batch
 
 STYLE_NORMALIZE = ("percentile", "minmax", "none")
@@ -81,6 +81,7 @@ def heatmap_command(
     geojson: Annotated[
         bool, typer.Option(help="Also write QuPath GeoJSON (tiles as detections).")
     ] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Draw tile_scores/<name> of each store over its thumbnail; categorical scores as prototype maps."""
     if normalize not in STYLE_NORMALIZE:
@@ -110,5 +111,6 @@ def heatmap_command(
         normalize=normalize,
         alpha=alpha,
     )
-    print_summary(result, f"maps of tile_scores/{scores} → {out}", columns=["tiles", "background"])
+    print_summary(result, f"maps of tile_scores/{scores} → {out}", columns=["tiles", "background"],
+                  as_json=as_json, command="heatmap")
     raise typer.Exit(result.exit_code)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import collect_slides, print_error, print_summary
+from slidestream.cli._common import collect_slides, print_summary
 from slidestream.io import open_slide
 from slidestream.pipeline.batch import run_batch
 
@@ -17,8 +17,8 @@ from slidestream.pipeline.batch import run_batch
 @app.command("info")
 def info(
     paths: Annotated[list[Path], typer.Argument(help="Slide files, folders (walked), or .txt/.csv slide lists.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of records on stdout.")] = False,
-    backend: Annotated[str, typer.Option(help="auto, openslide or tiffslide.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON array of records on stdout (the table stays on stderr).")] = False,
+    backend: Annotated[str, typer.Option(help="auto, openslide, tiffslide, wsidicom (DICOM) or czi.")] = "auto",
 ) -> None:
     """Dimensions, levels, mpp, objective power and vendor of each slide."""
     slides = collect_slides(paths)
@@ -33,8 +33,5 @@ def info(
     result = run_batch(slides, describe, description="info", show_progress=False)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
-        for o in result.failed:
-            print_error(f"failed {o.path}: {o.reason}")
-    else:
-        print_summary(result, "slides", columns=["backend", "levels", "mpp"])
+    print_summary(result, "slides", columns=["backend", "levels", "mpp"])
     raise typer.Exit(result.exit_code)

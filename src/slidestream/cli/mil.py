@@ -169,6 +169,7 @@ def predict(
     score_name: str = typer.Option("attention", help="NAME of the stored tile scores."),
     slides: Path | None = typer.Option(None, help="Folder holding the slide files, if they moved."),
     heatmap_size: int = typer.Option(1024, min=64, help="Longest side of a heatmap, pixels."),
+    as_json: bool = typer.Option(False, "--json", help="Also print the predictions as JSON on stdout."),
 ) -> None:
     """Apply a trained run (fold ensemble, or chosen folds) to slide stores."""
     from slidestream.mil import StoreBagSource
@@ -185,10 +186,15 @@ def predict(
         scores_dir.mkdir(parents=True, exist_ok=True)
         for slide_id, scores in result.scores.items():
             np.savez(scores_dir / f"{slide_id}.npz", scores=scores, coords=result.coords[slide_id])
-    Console().print(f"{len(result.table)} slide(s) predicted → {out}")
+    console.print(f"{len(result.table)} slide(s) predicted → {out}")
     problems = 0
     if store_scores or heatmaps is not None:
         problems += _store_and_draw(result, source, run, score_name, heatmaps, slides, heatmap_size)
+    if as_json:
+        from slidestream.cli._common import print_json
+
+        print_json({"command": "predict", "file": str(out), "exit_code": int(bool(problems)),
+                    "slides": json.loads(result.table.to_json(orient="records"))})
     if problems:
         raise typer.Exit(1)
 
@@ -204,7 +210,7 @@ def _store_and_draw(
     for slide_id, reason in failures.items():
         console.print(f"[yellow]tile scores not stored[/] {slide_id}: {reason}", soft_wrap=True)
     stored = [s for s in result.scores if s not in failures]
-    Console().print(f"tile_scores/{name} stored in {len(stored)}/{len(result.scores)} store(s)")
+    console.print(f"tile_scores/{name} stored in {len(stored)}/{len(result.scores)} store(s)")
     if heatmaps is None:
         return len(failures)
     drawn = draw_maps(
@@ -214,5 +220,5 @@ def _store_and_draw(
         console.print(
             f"[yellow]no heatmap[/] {outcome.path.name}: {outcome.reason}", soft_wrap=True
         )
-    Console().print(f"{drawn.count('ok')} heatmap(s) → {heatmaps}")
+    console.print(f"{drawn.count('ok')} heatmap(s) → {heatmaps}")
     return len(failures) + len(drawn.failed)

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from slidestream.cli._app import app
 from slidestream.cli._common import (
+    JsonOpt,
     err_console,
     finite,
     print_error,
@@ -36,6 +37,7 @@ def run_command(
     report: Annotated[Path | None, typer.Option("--report", help="Also write every (stage, slide) outcome of this run as JSON.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars (off for logs and cluster jobs).")] = True,
     wait: Annotated[float | None, typer.Option("--wait", min=0, callback=finite, help="Override lock.wait_s: seconds to wait, in all, for slides another live process holds.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run tissue -> tiles -> selection -> features -> slide embeddings (-> MIL) as a config says."""
     from slidestream.pipeline.run import run_pipeline
@@ -52,7 +54,7 @@ def run_command(
         result.write(report, cfg)
     per_slide = result.per_slide()
     columns = ["tiles", "features", *(f"{s}_s" for s in result.stages if s in ("tissue", "tiles", "features", "slide_embedding"))]
-    print_summary(per_slide, f"run {result.run_id} -> {cfg.out}", columns=columns)
+    print_summary(per_slide, f"run {result.run_id} -> {cfg.out}", columns=columns, as_json=as_json, command="run")
     for line in result.stage_lines():
         err_console.print(f"  {escape(line)}", highlight=False)
     for stage, outcome in ((s, o) for s, r in result.stages.items() for o in r.outcomes if s in ("prototypes", "mil")):

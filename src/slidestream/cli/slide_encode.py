@@ -8,6 +8,7 @@ linear (or Cox) model on the cohort table with the MIL labels table and patient 
 
 from __future__ import annotations
 
+import json
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,7 @@ def slide_encode(
         help="PANTHER: write prototype maps (<slide_id>.panther_prototype.png/.geojson) here.",
     ),
     slides: Path | None = typer.Option(None, help="Folder holding the slide files, if they moved."),
+    as_json: bool = typer.Option(False, "--json", help="Also print one record per slide (status, error) as JSON on stdout."),
 ) -> None:
     """Embed every slide store, write slide_embeddings/<method> and a one-row-per-slide table."""
     from slidestream.slide_encoders import cohort
@@ -127,6 +129,13 @@ def slide_encode(
     problems = len(failed)
     if maps is not None and method is Method.panther:
         problems += _prototype_maps(result, maps, slides, console)
+    if as_json:
+        from slidestream.cli._common import print_json
+
+        columns = [c for c in result.columns if c != "embedding"]  # the vectors are in the table file
+        print_json({"command": "slide-encode", "method": method.value, "table": str(table),
+                    "exit_code": int(bool(problems)),
+                    "slides": json.loads(result[columns].to_json(orient="records"))})
     if problems:
         raise typer.Exit(1)
 

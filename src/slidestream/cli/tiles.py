@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from slidestream.cli._app import app
 from slidestream.cli._common import (
+    JsonOpt,
     collect_entries,
     err_console,
     finite,
@@ -30,7 +31,7 @@ from slidestream.tissue import TissueParams
 
 SlidesArg = Annotated[list[Path], typer.Argument(help="Slide files, folders (walked), or .txt/.csv slide lists (CSV: 'path' and optional 'mpp' columns).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder: one <slide_id>.zarr store per slide.")]
-BackendOpt = Annotated[str, typer.Option(help="Reader backend: auto, openslide or tiffslide.")]
+BackendOpt = Annotated[str, typer.Option(help="Reader backend: auto, openslide, tiffslide, wsidicom (DICOM) or czi.")]
 DefaultMppOpt = Annotated[float | None, typer.Option("--default-mpp", callback=finite, help="Level-0 um/px for slides whose metadata has none (slides with metadata keep theirs).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Recompute finished work (and what depends on it).")]
 ShardOpt = Annotated[str | None, typer.Option("--shard", help="Only shard i/n of the slides (deterministic split by slide id, e.g. 2/8): n GPUs or nodes share one list with no coordinator.")]
@@ -83,9 +84,10 @@ def run_slides(out: Path, sources: list[SlideSource], task: Callable[[SlideSourc
     return result, recorder
 
 
-def finish(out: Path, result: BatchResult, recorder: ManifestRecorder, title: str, columns: list[str]) -> None:
+def finish(out: Path, result: BatchResult, recorder: ManifestRecorder, title: str, columns: list[str], *,
+           as_json: bool = False, command: str | None = None) -> None:
     """Summary, report, then the exit code: 1 when a slide failed or is busy, or its row is not on disk."""
-    print_summary(result, title, columns=columns)
+    print_summary(result, title, columns=columns, as_json=as_json, command=command)
     write_run_report(out)
     recorder.raise_if_failed()
     raise typer.Exit(result.exit_code)
@@ -102,6 +104,7 @@ def tissue_command(
     no_pen_removal: Annotated[bool, typer.Option("--keep-pen", help="Do not exclude pen marks.")] = False,
     min_object_um2: Annotated[float, typer.Option(callback=finite, help="Smallest tissue piece kept, in um^2.")] = TissueParams().min_object_um2,
     wait: WaitOpt = DEFAULT_BUSY_WAIT_S,
+    as_json: JsonOpt = False,
 ) -> None:
     """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
     params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2)
@@ -109,7 +112,7 @@ def tissue_command(
     prepare_out(out)
     result, recorder = run_slides(out, sources, lambda s: run_tissue(s, out, params, overwrite=overwrite),
                                   stage="tissue", description="tissue", wait=wait)
-    finish(out, result, recorder, "tissue", ["tissue_pieces", "tissue_area_mm2", "pen_fraction"])
+    finish(out, result, recorder, "tissue", ["tissue_pieces", "tissue_area_mm2", "pen_fraction"], as_json=as_json)
 
 
 @app.command("tile")
@@ -132,6 +135,7 @@ def tile_command(
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
     wait: WaitOpt = DEFAULT_BUSY_WAIT_S,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
     if mpp is not None and magnification is not None:
@@ -148,4 +152,4 @@ def tile_command(
     result, recorder = run_slides(out, sources, lambda s: run_tiles(s, out, tiling, None, selection=selection,
                                                                     overwrite=overwrite),
                                   stage="tiles", description="tiles", wait=wait)
-    finish(out, result, recorder, "tiles", ["tiles", "read_level", "selected"])
+    finish(out, result, recorder, "tiles", ["tiles", "read_level", "selected"], as_json=as_json)

@@ -25,6 +25,7 @@ import pandas as pd
 
 from slidestream.atomic import atomic_path
 from slidestream.errors import ConfigError, StoreError
+from slidestream.io.remote import remote_url
 from slidestream.pipeline.batch import BatchResult, SlideOutcome
 from slidestream.store.lock import hold
 
@@ -61,7 +62,7 @@ def update_manifest(out: str | Path, result: BatchResult, stage: str, run_id: st
     for o in result.outcomes:
         details = {k: v for k, v in o.details.items() if k not in ("traceback", "error_type")}
         rows.append({
-            "slide_id": slide_id_for(o.path), "slide": os.path.abspath(o.path), "stage": stage, "status": o.status,
+            "slide_id": slide_id_for(o.path), "slide": remote_url(o.path) or os.path.abspath(o.path), "stage": stage, "status": o.status,
             "reason": o.reason, "error_type": o.details.get("error_type", ""), "seconds": round(o.seconds, 3),
             "finished": finished, "run_id": run_id, "details": json.dumps(details, default=str),
         })

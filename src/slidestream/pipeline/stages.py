@@ -20,7 +20,9 @@ from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.extraction.reader import open_tile_reader
 from slidestream.io import Slide, open_slide
 from slidestream.io.discovery import check_mpp
+from slidestream.io.discovery import slide_id_for as io_slide_id_for
 from slidestream.io.fingerprint import slide_fingerprint
+from slidestream.io.remote import location
 from slidestream.pipeline.batch import Busy, Skip, busy_wait_left, report_items
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore
@@ -34,7 +36,7 @@ from slidestream.tissue import (
     geometry_from_feature_collection,
     geometry_to_feature_collection,
     to_feature_collection,
-    write_geojson,
+    write_feature_collection,
 )
 from slidestream.viz.overlay import draw_overlay, save_png
 
@@ -62,8 +64,9 @@ class SlideSource:
 
 
 def slide_id_for(path: Path) -> str:
-    """The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``)."""
-    return Path(path).stem if Path(path).suffix else Path(path).name
+    """The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``);
+    a DICOM series' container identifier or folder name (see :func:`slidestream.io.discovery.slide_id_for`)."""
+    return io_slide_id_for(path)
 
 
 def check_unique_ids(paths: list[Path]) -> None:
@@ -79,7 +82,7 @@ def check_unique_ids(paths: list[Path]) -> None:
 def open_store(source: SlideSource, out: Path, slide: Any) -> SlideStore:
     """Create or open the slide's store, refusing one that was made from a different file."""
     info = slide.info()
-    info["path"] = str(Path(info["path"]).resolve())
+    info["path"] = location(info["path"])
     info["fingerprint"] = slide_fingerprint(slide.path)
     store = SlideStore.create(out, source.slide_id, info)
     recorded = store.slide_info.get("fingerprint")
@@ -124,7 +127,8 @@ def locked(out: Path, source: SlideSource, task: Callable[[], dict[str, Any]], *
 # ---------------------------------------------------------------------------------- tissue
 def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrite: bool = False,
                write_images: bool = True) -> dict[str, Any]:
-    """Detect tissue and write ``tissue`` into the store, plus ``<id>.geojson`` and ``<id>.tissue.png``."""
+    """Detect tissue and write ``tissue`` into the store, plus ``<id>.geojson``, ``<id>.ink.geojson``
+    (the pen marks excluded, when pen removal is on) and ``<id>.tissue.png``."""
     out.mkdir(parents=True, exist_ok=True)
     with source.open() as slide:
         wanted = {**params.model_dump(), "slide_mpp": list(slide.mpp)}
@@ -140,15 +144,17 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
         store = open_store(source, out, slide)
         feature_collection = to_feature_collection(result.gdf)
         ink = result.ink_geometry() if params.remove_pen else None
-        write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
+        ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
+        write_feature_collection(feature_collection, out / f"{source.slide_id}.geojson")
+        if ink_collection is not None:
+            write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
         if write_images:
             save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink),
                      out / f"{source.slide_id}.tissue.png")
         if store.has("tissue"):
             store.invalidate_dependents("tissue")
         summary = result.summary()
-        store.write_tissue(feature_collection, summary, wanted,
-                           ink=geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None)
+        store.write_tissue(feature_collection, summary, wanted, ink=ink_collection)
         return {**summary, "note": "no tissue found" if result.is_empty else ""}
 
 
@@ -163,9 +169,11 @@ def _restore_tissue_files(source: SlideSource, out: Path, slide: Slide, params: 
     if geojson.exists() and (png.exists() or not write_images):
         return ""
     result = detect_tissue(slide, params)
-    write_geojson(result.gdf, geojson)
+    write_feature_collection(to_feature_collection(result.gdf), geojson)
+    ink = result.ink_geometry() if params.remove_pen else None
+    if ink is not None:
+        write_feature_collection(geometry_to_feature_collection(ink, INK_CLASS), out / f"{source.slide_id}.ink.geojson")
     if write_images:
-        ink = result.ink_geometry() if params.remove_pen else None
         save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink), png)
     return "GeoJSON and picture" if write_images else "GeoJSON"
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from slidestream.store.dimensions import name_dimensions
 from slidestream.store.h5export import export_h5
 from slidestream.store.slide_store import (
     FORMAT_VERSION,
@@ -41,6 +42,7 @@ __all__ = [
     "export_h5",
     "iter_stores",
     "load_features",
+    "name_dimensions",
     "selection_digest",
     "store_path",
     "write_slide_embedding",

@@ -29,6 +29,9 @@ FORMAT_VERSION = "1.0"
 STORE_SUFFIX = ".zarr"
 PARTIAL_PREFIX = "_partial-"
 TRASH_PREFIX = "_trash-"
+# Axis names (zarr v3 ``dimension_names``) so xarray opens every group: rows of ``tiles`` are
+# ``tile``; rows computed on a selection are ``selected_<name>``; feature columns ``<encoder>_feature``.
+TILE_DIM = "tile"
 
 # Which nodes depend on which: replacing tiles invalidates everything indexed by tile row.
 DEPENDENTS = {"tissue": ("tiles", "selections", "features", "slide_embeddings", "tile_scores"),
@@ -212,11 +215,15 @@ class SlideStore:
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
 
-    def write_array(self, rel: str, data: np.ndarray, attrs: dict[str, Any], chunks: tuple[int, ...] | None = None) -> None:
+    def write_array(self, rel: str, data: np.ndarray, attrs: dict[str, Any], chunks: tuple[int, ...] | None = None,
+                    dims: tuple[str, ...] | None = None) -> None:
+        """Write one array node atomically; ``dims`` names its axes (zarr v3 ``dimension_names``)."""
         data = np.asarray(data)
+        dimension_names = _dimension_names(dims, data.ndim, rel.rpartition("/")[2])
 
         def build(parent: zarr.Group, tmp: str) -> None:
-            arr = parent.create_array(tmp, shape=data.shape, dtype=data.dtype, chunks=chunks or _chunks(data.shape))
+            arr = parent.create_array(tmp, shape=data.shape, dtype=data.dtype, chunks=chunks or _chunks(data.shape),
+                                      dimension_names=dimension_names)
             if data.size:
                 arr[...] = data
 
@@ -279,13 +286,16 @@ class SlideStore:
         def build(parent: zarr.Group, tmp: str) -> None:
             group = parent.create_group(tmp)
             rows = max(1, min(len(coords), 65536))
-            coords_arr = group.create_array("coords", shape=coords.shape, dtype="int64", chunks=(rows, 2))
-            fraction_arr = group.create_array("tissue_fraction", shape=fractions.shape, dtype="float32", chunks=(rows,))
+            coords_arr = group.create_array("coords", shape=coords.shape, dtype="int64", chunks=(rows, 2),
+                                            dimension_names=(TILE_DIM, "xy"))
+            fraction_arr = group.create_array("tissue_fraction", shape=fractions.shape, dtype="float32", chunks=(rows,),
+                                              dimension_names=(TILE_DIM,))
             if len(coords):
                 coords_arr[...] = coords
                 fraction_arr[...] = fractions
             if focus is not None:
-                focus_arr = group.create_array("focus", shape=fractions.shape, dtype="float32", chunks=(rows,))
+                focus_arr = group.create_array("focus", shape=fractions.shape, dtype="float32", chunks=(rows,),
+                                               dimension_names=(TILE_DIM,))
                 if len(coords):
                     focus_arr[...] = np.asarray(focus, dtype=np.float32)
 
@@ -308,7 +318,8 @@ class SlideStore:
         if self.has(rel) and self.node_attrs(rel).get("digest") != digest:
             self._drop_features_on_selection(name)
         self._ensure_group("selections")
-        self.write_array(rel, indices, {**attrs, "n_selected": len(indices), "n_tiles": n_tiles, "digest": digest})
+        self.write_array(rel, indices, {**attrs, "n_selected": len(indices), "n_tiles": n_tiles, "digest": digest},
+                         dims=(selection_dim(name),))
 
     def _drop_features_on_selection(self, name: str) -> None:
         """A selection is being replaced: features computed on its old rows (and what was
@@ -328,7 +339,9 @@ class SlideStore:
 
     def write_slide_embedding(self, method: str, embedding: np.ndarray, attrs: dict[str, Any]) -> None:
         self._ensure_group("slide_embeddings")
-        self.write_array(f"slide_embeddings/{method}", np.asarray(embedding), attrs)
+        embedding = np.asarray(embedding)
+        dims = (f"{method}_feature",) if embedding.ndim == 1 else None
+        self.write_array(f"slide_embeddings/{method}", embedding, attrs, dims=dims)
 
     def read_slide_embedding(self, method: str) -> tuple[np.ndarray, dict[str, Any]]:
         attrs = self.node_attrs(f"slide_embeddings/{method}")
@@ -342,16 +355,19 @@ class SlideStore:
         """
         scores = np.asarray(scores)
         encoder = attrs.get("encoder")
+        row_dim = TILE_DIM
         if encoder:
-            expected = int(self.node_attrs(f"features/{encoder}")["n_rows"])
+            feature_attrs = self.node_attrs(f"features/{encoder}")
+            expected = int(feature_attrs["n_rows"])
             rows = f"features/{encoder}"
+            row_dim = selection_dim(feature_attrs["selection"]) if feature_attrs.get("selection") else TILE_DIM
         else:
             expected = int(self.node_attrs("tiles")["n_tiles"])
             rows = "tiles"
         if len(scores) != expected:
             raise StoreError(self.path, f"tile_scores/{name} has {len(scores)} rows but {rows} has {expected}")
         self._ensure_group("tile_scores")
-        self.write_array(f"tile_scores/{name}", scores, {**attrs, "rows": rows})
+        self.write_array(f"tile_scores/{name}", scores, {**attrs, "rows": rows}, dims=(row_dim,))
 
     def read_tile_scores(self, name: str) -> tuple[np.ndarray, dict[str, Any]]:
         attrs = self.node_attrs(f"tile_scores/{name}")
@@ -397,6 +413,18 @@ class SlideStore:
         return features, coords, attrs
 
 
+def selection_dim(name: str) -> str:
+    """The dimension of ``selections/<name>`` rows, shared by features computed on that selection."""
+    return f"selected_{name}"
+
+
+def _dimension_names(dims: tuple[str, ...] | None, ndim: int, name: str) -> tuple[str, ...]:
+    """``dims`` padded to ``ndim`` with ``<name>_dim<i>``: every axis has a name xarray can use, and
+    two arrays of one group never share a name by accident (xarray would demand equal sizes)."""
+    given = tuple(dims or ())[:ndim]
+    return given + tuple(f"{name}_dim{i}" for i in range(len(given), ndim))
+
+
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
     if not shape:
         return ()
@@ -435,9 +463,12 @@ class FeatureWriter:
             except Exception:  # an unreadable partial is just garbage to replace
                 pass
             shutil.rmtree(self.partial_path, ignore_errors=True)
+        selection = self.attrs.get("selection")
         arr = zarr.create_array(self.partial_path, shape=(self.n_rows, self.dim), dtype=dtype,
                                 chunks=(max(1, min(self.chunk_rows, self.n_rows)), self.dim), zarr_format=3,
-                                overwrite=True)
+                                overwrite=True,
+                                dimension_names=(selection_dim(selection) if selection else TILE_DIM,
+                                                 f"{self.encoder}_feature"))
         arr.attrs.update({"identity": identity, "rows_done": 0, "complete": False, "created": now_iso()})
         return arr
 

@@ -1,4 +1,10 @@
-"""Tissue polygons as GeoJSON that QuPath opens (level-0 pixel coordinates)."""
+"""Tissue and ink polygons as GeoJSON that QuPath opens and edits (level-0 pixel coordinates).
+
+Written with the RFC 7946 winding (exterior rings counter-clockwise, holes clockwise, by the
+signed area of the coordinates as written) so strict GeoJSON consumers accept every file; read
+back from any of the three shapes QuPath and others produce: a FeatureCollection, a bare JSON
+array of Features (QuPath's default "Export objects" output) or a single Feature.
+"""
 
 from __future__ import annotations
 
@@ -7,38 +13,67 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-from shapely.geometry import mapping, shape
+import numpy as np
+import shapely
+from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
 from slidestream.atomic import atomic_write_text
+from slidestream.errors import SlideStreamError
 
 TISSUE_CLASS = {"name": "Tissue", "color": [80, 180, 80]}
 INK_CLASS = {"name": "Ink", "color": [200, 0, 200]}
+GEOMETRY_TYPES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon",
+                  "GeometryCollection"}
+
+
+def rfc7946(geometries: Any) -> np.ndarray:
+    """Geometries with exterior rings counter-clockwise and holes clockwise (RFC 7946 section 3.1.6)."""
+    return shapely.orient_polygons(np.asarray(geometries, dtype=object).reshape(-1), exterior_cw=False)
+
+
+def _collection(geometries: Any, properties: list[dict[str, Any]]) -> dict[str, Any]:
+    """A FeatureCollection through geopandas (one Feature per geometry, its properties as given)."""
+    frame = gpd.GeoDataFrame(_columns(properties), geometry=list(rfc7946(geometries)), crs=None)
+    collection = frame.to_geo_dict(na="drop", drop_id=True)
+    return {"type": "FeatureCollection", "features": collection["features"]}
+
+
+def _columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Column-wise properties (geopandas' input form), keeping nested dicts such as QuPath classifications."""
+    keys = list(dict.fromkeys(k for p in properties for k in p))
+    return {k: [p.get(k) for p in properties] for k in keys}
 
 
 def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
     """One annotation feature per tissue piece, classified ``Tissue``, with its area."""
-    features = []
-    for i, row in enumerate(gdf.itertuples(index=False)):
-        properties: dict[str, Any] = {"objectType": "annotation", "classification": dict(TISSUE_CLASS),
-                                      "name": f"tissue {i + 1}"}
-        if hasattr(row, "area_um2") and row.area_um2 is not None:
-            properties["measurements"] = {"area_um2": float(row.area_um2)}
-        features.append({"type": "Feature", "geometry": mapping(row.geometry), "properties": properties})
-    return {"type": "FeatureCollection", "features": features}
+    properties = []
+    has_area = "area_um2" in gdf.columns
+    for i in range(len(gdf)):
+        props: dict[str, Any] = {"objectType": "annotation", "classification": dict(TISSUE_CLASS),
+                                 "name": f"tissue {i + 1}"}
+        if has_area and gdf["area_um2"].iloc[i] is not None:
+            props["measurements"] = {"area_um2": float(gdf["area_um2"].iloc[i])}
+        properties.append(props)
+    return _collection(gdf.geometry.to_numpy(), properties)
 
 
 def geometry_to_feature_collection(geometry: BaseGeometry | None, classification: dict[str, Any]) -> dict[str, Any]:
     """One feature per polygon of ``geometry`` with a QuPath classification (e.g. the ink)."""
     polygons = [] if geometry is None or geometry.is_empty else list(getattr(geometry, "geoms", [geometry]))
-    return {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": mapping(p),
-         "properties": {"objectType": "annotation", "classification": dict(classification)}} for p in polygons]}
+    properties = [{"objectType": "annotation", "classification": dict(classification)} for _ in polygons]
+    return _collection(polygons, properties)
 
 
-def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
-    return atomic_write_text(path, json.dumps(to_feature_collection(gdf)))
+def write_feature_collection(collection: dict[str, Any], path: str | Path) -> Path:
+    """Compact JSON, written atomically."""
+    return atomic_write_text(path, json.dumps(collection, separators=(",", ":"), allow_nan=False))
+
+
+def write_geojson(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
+    """``gdf``'s tissue pieces as QuPath annotations at ``path`` (atomically)."""
+    return write_feature_collection(to_feature_collection(gdf), path)
 
 
 def geometry_from_feature_collection(collection: dict[str, Any]) -> BaseGeometry | None:
@@ -47,9 +82,49 @@ def geometry_from_feature_collection(collection: dict[str, Any]) -> BaseGeometry
     return unary_union(geoms) if geoms else None
 
 
-def read_geojson(path: Path) -> gpd.GeoDataFrame:
-    """Read our own (or a QuPath-edited) tissue GeoJSON back into a GeoDataFrame."""
-    data = json.loads(Path(path).read_text())
-    features = data.get("features", []) if data.get("type") == "FeatureCollection" else [data]
-    geoms = [shape(f["geometry"]) for f in features if f.get("geometry")]
-    return gpd.GeoDataFrame({"geometry": geoms}, geometry="geometry", crs=None)
+def features_of(data: Any, path: str | Path | None = None) -> list[dict[str, Any]]:
+    """The Features of parsed GeoJSON in any of its common shapes, or a clear error naming ``path``.
+
+    FeatureCollection, a JSON array of Features (QuPath's default export), one Feature, or a bare
+    geometry (wrapped as a Feature without properties).
+    """
+    def bad(reason: str) -> SlideStreamError:
+        return SlideStreamError(path, f"not GeoJSON QuPath or slidestream can read: {reason}")
+
+    if isinstance(data, list):
+        items = data
+    elif isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        items = data.get("features")
+        if not isinstance(items, list):
+            raise bad("a FeatureCollection without a 'features' list")
+    elif isinstance(data, dict) and data.get("type") == "Feature":
+        items = [data]
+    elif isinstance(data, dict) and data.get("type") in GEOMETRY_TYPES:
+        items = [{"type": "Feature", "geometry": data, "properties": {}}]
+    else:
+        kind = data.get("type") if isinstance(data, dict) else type(data).__name__
+        raise bad(f"top-level {kind!r} is neither a FeatureCollection, a Feature array nor a Feature")
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or item.get("type") != "Feature":
+            raise bad(f"item {i} is not a Feature")
+    return items
+
+
+def read_geojson(path: str | Path) -> gpd.GeoDataFrame:
+    """Read our own, a QuPath-exported or a QuPath-edited GeoJSON into a GeoDataFrame.
+
+    Properties become columns (``objectType``, ``classification``, ``name``, ...); features
+    without a geometry are dropped.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SlideStreamError(path, f"unreadable GeoJSON: {exc}") from exc
+    features = [f for f in features_of(data, path) if f.get("geometry")]
+    if not features:
+        return gpd.GeoDataFrame({"geometry": []}, geometry="geometry", crs=None)
+    try:
+        return gpd.GeoDataFrame.from_features(features, crs=None)
+    except (ValueError, TypeError, KeyError, shapely.errors.ShapelyError) as exc:
+        raise SlideStreamError(path, f"invalid GeoJSON geometry: {exc}") from exc

@@ -1,0 +1,5 @@
+"""``python -m slidestream.cli``: the same as the ``slidestream`` command."""
+
+from slidestream.cli import main
+
+main()
