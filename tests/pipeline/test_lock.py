@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from slidestream.pipeline.batch import Skip
+from slidestream.pipeline.batch import Busy
 from slidestream.pipeline.stages import slide_lock
 from slidestream.store.lock import (
     LockHeldError,
@@ -107,11 +107,11 @@ def test_the_heartbeat_keeps_a_long_hold_fresh_and_release_spares_a_new_owner(tm
     new.release()
 
 
-def test_slide_lock_turns_a_busy_slide_into_a_skip(tmp_path):
-    with SlideLock(tmp_path, "slide"), pytest.raises(Skip, match="in progress elsewhere") as skip, \
+def test_slide_lock_turns_a_busy_slide_into_busy_never_a_skip(tmp_path):
+    with SlideLock(tmp_path, "slide"), pytest.raises(Busy, match="in progress elsewhere") as busy, \
             slide_lock(tmp_path, "slide"):
         pass
-    assert "locked_by" in skip.value.details
+    assert "locked_by" in busy.value.details
 
 
 WORKER = """

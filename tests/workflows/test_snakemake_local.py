@@ -42,7 +42,7 @@ def test_snakemake_local_run_equals_slidestream_run(tmp_path_factory, tmp_path):
     for rule in ("tissue", "tiles", "features"):
         assert f"rule {rule}:" in log
         for sid in (p.stem for p in SLIDES):
-            assert f"slidestream run {config} --no-progress --stage {rule} --slide {sid}" in log
+            assert f"slidestream run {config} --no-progress --stage {rule} --slide={sid}" in log
     assert_same_stores(out, reference_run(tmp_path_factory), [p.stem for p in SLIDES])
     assert leftovers(out) == []
     manifest = pd.read_csv(out / "manifest.csv")

@@ -19,7 +19,7 @@ rule prototypes:
         mem_mb=lambda wildcards, attempt: 32000 * attempt,
         runtime=120,
     shell:
-        RUN + " --stage prototypes > {log} 2>&1"
+        RUN + " --stage prototypes > {log:q} 2>&1"
 
 
 rule mil:
@@ -38,4 +38,4 @@ rule mil:
         mem_mb=lambda wildcards, attempt: 16000 * attempt,
         runtime=lambda wildcards, attempt: 480 * attempt,
     shell:
-        RUN + " --stage mil > {log} 2>&1"
+        RUN + " --stage mil > {log:q} 2>&1"

@@ -21,7 +21,7 @@ rule tissue:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
         runtime=30,
     shell:
-        RUN + " --stage tissue --slide {wildcards.slide} > {log} 2>&1"
+        RUN + " --stage tissue --slide={wildcards.slide:q} > {log:q} 2>&1"
 
 
 rule tiles:
@@ -39,7 +39,7 @@ rule tiles:
         mem_mb=lambda wildcards, attempt: 3000 * attempt,
         runtime=30,
     shell:
-        RUN + " --stage tiles --slide {wildcards.slide} > {log} 2>&1"
+        RUN + " --stage tiles --slide={wildcards.slide:q} > {log:q} 2>&1"
 
 
 rule features:
@@ -57,7 +57,7 @@ rule features:
         mem_mb=lambda wildcards, attempt: (16000 if USE_GPU else 8000) * attempt,
         runtime=lambda wildcards, attempt: 120 * attempt,
     shell:
-        RUN + " --stage features --slide {wildcards.slide} > {log} 2>&1"
+        RUN + " --stage features --slide={wildcards.slide:q} > {log:q} 2>&1"
 
 
 def _embedding_inputs(wildcards):
@@ -81,4 +81,4 @@ rule slide_embedding:
         mem_mb=2000,
         runtime=10,
     shell:
-        RUN + " --stage slide_embedding --slide {wildcards.slide} > {log} 2>&1"
+        RUN + " --stage slide_embedding --slide={wildcards.slide:q} > {log:q} 2>&1"

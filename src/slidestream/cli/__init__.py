@@ -16,7 +16,7 @@ from slidestream.cli import (  # noqa: F401  (importing registers the commands)
     verify,
 )
 from slidestream.cli._app import app
-from slidestream.cli._common import err_console
+from slidestream.cli._common import print_error
 from slidestream.errors import SlideStreamError
 
 
@@ -24,7 +24,7 @@ def main() -> None:
     try:
         app()
     except SlideStreamError as exc:  # a run-level error (e.g. the manifest on a full disk): a message, not a traceback
-        err_console.print(f"[red]error[/red] {exc}", soft_wrap=True)
+        print_error(exc)
         raise SystemExit(1) from None
 
 

@@ -7,9 +7,17 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from slidestream.cli._app import app
-from slidestream.cli._common import JsonOpt, err_console, print_summary, write_run_report
+from slidestream.cli._common import (
+    JsonOpt,
+    err_console,
+    finite,
+    prepare_out,
+    print_error,
+    print_summary,
+)
 from slidestream.cli.tiles import (
     BackendOpt,
     DefaultMppOpt,
@@ -17,14 +25,17 @@ from slidestream.cli.tiles import (
     OverwriteOpt,
     ShardOpt,
     SlidesArg,
+    WaitOpt,
     _sources,
     _validated,
+    finish,
+    run_slides,
 )
 from slidestream.errors import EmptyBagError, SlideStreamError
 from slidestream.extraction import ExtractOptions
-from slidestream.pipeline.batch import BatchResult, Skip, run_batch
-from slidestream.pipeline.run import record_manifest
-from slidestream.pipeline.stages import locked, run_extract
+from slidestream.pipeline.batch import DEFAULT_BUSY_WAIT_S, BatchResult, Skip, run_batch
+from slidestream.pipeline.config import check_device
+from slidestream.pipeline.stages import run_extract
 from slidestream.store import SlideStore, export_h5, iter_stores
 from slidestream.store.stamp_export import export_stamp
 from slidestream.tiling.params import TilingParams
@@ -46,43 +57,54 @@ def extract_command(
     selection: Annotated[str | None, typer.Option(help="Embed only this stored selection (e.g. mosaic).")] = None,
     dtype: Annotated[str, typer.Option(help="Stored dtype: float32 or float16.")] = "float32",
     fast_read: Annotated[bool, typer.Option(help="Read JPEG tiles directly where possible.")] = True,
-    mpp: Annotated[float | None, typer.Option(help="Tile mpp when the store has no tiles yet (default: the encoder's).")] = None,
+    mpp: Annotated[float | None, typer.Option(callback=finite, help="Tile mpp when the store has no tiles yet (default: the encoder's).")] = None,
     tile_size: Annotated[int | None, typer.Option(help="Tile size when the store has no tiles yet (default: the encoder's).")] = None,
     backend: BackendOpt = "auto",
     default_mpp: DefaultMppOpt = None,
     overwrite: OverwriteOpt = False,
     shard: ShardOpt = None,
+    wait: WaitOpt = DEFAULT_BUSY_WAIT_S,
     as_json: JsonOpt = False,
 ) -> None:
     """Embed every tile (or a selection) of each slide; tissue and tiling run first when missing."""
     from slidestream.encoders import load_encoder  # torch import only for commands that need it
 
     if dtype not in ("float32", "float16"):
-        err_console.print(f"[red]error[/red] invalid dtype {dtype!r}: choose float32 or float16")
+        print_error(f"invalid dtype {dtype!r}: choose float32 or float16")
         raise typer.Exit(2)
+    if precision not in ("fp32", "bf16", "fp16"):
+        print_error(f"invalid precision {precision!r}: choose fp32, bf16 or fp16")
+        raise typer.Exit(2)
+    if why := check_device(device):
+        print_error(f"invalid --device: {why}")
+        raise typer.Exit(2)
+    # 0 is not "the default": only an absent option is (TilingParams refuses 0 and negatives)
+    tiling_args = {"mpp": mpp, "tile_size": tile_size}
+    if mpp is not None or tile_size is not None:
+        _validated(TilingParams, **{k: v for k, v in tiling_args.items() if v is not None})
+    sources = _sources(slides, backend, default_mpp, shard)
+    prepare_out(out)
     try:
         model = load_encoder(encoder, weights, random_init=random_init, device=device, precision=precision,
                              channels_last=channels_last, compile=compile)
     except (SlideStreamError, ValueError) as exc:
-        err_console.print(f"[red]error[/red] {exc}")
-        raise typer.Exit(2) from exc
+        print_error(exc)
+        raise typer.Exit(2) from None
+    except (RuntimeError, AssertionError) as exc:   # e.g. --device cuda on a machine without one
+        print_error(f"--device {device}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
+        raise typer.Exit(2) from None
     tiling = None
     if mpp is not None or tile_size is not None:
-        tiling = _validated(TilingParams, mpp=mpp or model.spec.native_mpp, tile_size=tile_size or model.spec.tile_size)
+        tiling = _validated(TilingParams, mpp=model.spec.native_mpp if mpp is None else mpp,
+                            tile_size=model.spec.tile_size if tile_size is None else tile_size)
     options = ExtractOptions(batch_size=batch_size, workers=workers, selection=selection, dtype=dtype, fast_read=fast_read)
-    sources = _sources(slides, backend, default_mpp, shard)
-    by_path = {s.path: s for s in sources}
-    err_console.print(f"encoder {model.spec.name}: dim {model.embed_dim}, weights {model.weights_sha256[:16]}, "
-                      f"device {device}, {precision}")
-    result = run_batch([s.path for s in sources],
-                       lambda p: locked(out, by_path[p], lambda: run_extract(by_path[p], out, model, options, tiling=tiling,
-                                                                             overwrite=overwrite)),
-                       description="extract")
-    print_summary(result, f"features/{model.spec.name}", columns=["features", "dim", "reader"], as_json=as_json,
-                  command="extract")
-    record_manifest(out, result, f"features/{model.spec.name}")
-    write_run_report(out)
-    raise typer.Exit(result.exit_code)
+    err_console.print(escape(f"encoder {model.spec.name}: dim {model.embed_dim}, weights {model.weights_sha256[:16]}, "
+                             f"device {device}, {precision}"), highlight=False)
+    stage = f"features/{model.spec.name}"
+    result, recorder = run_slides(out, sources, lambda s: run_extract(s, out, model, options, tiling=tiling,
+                                                                      overwrite=overwrite),
+                                  stage=stage, description="extract", wait=wait)
+    finish(out, result, recorder, stage, ["features", "dim", "reader"], as_json=as_json, command="extract")
 
 
 export_app = typer.Typer(help="Export stores to other tools' formats.", no_args_is_help=True,
@@ -97,7 +119,7 @@ def export_stores(stores: Path) -> list[Path]:
     """``stores`` itself when it is one store, else the stores inside it; none is a usage error."""
     paths = [stores] if (stores / "zarr.json").exists() else [s.path for s in iter_stores(stores)]
     if not paths:
-        err_console.print(f"[red]error[/red] no slide stores in {stores}")
+        print_error(f"no slide stores in {stores}")
         raise typer.Exit(2)
     return paths
 

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import JsonOpt, err_console, print_summary
+from slidestream.cli._common import JsonOpt, err_console, print_error, print_summary
 from slidestream.pipeline.batch import BatchResult, run_batch
 
 STYLE_NORMALIZE = ("percentile", "minmax", "none")
@@ -94,11 +94,11 @@ def heatmap_command(
 
         colour_lut(cmap)
     except ValueError as exc:
-        err_console.print(f"[red]error[/red] --cmap: {exc}")
+        print_error(f"--cmap: {exc}")
         raise typer.Exit(2) from None
     paths = store_paths(stores)
     if not paths:
-        err_console.print(f"[red]error[/red] no slide stores in {stores}")
+        print_error(f"no slide stores in {stores}")
         raise typer.Exit(2)
     result = draw_maps(
         paths,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import err_console
+from slidestream.cli._common import err_console, print_error
 
 
 @app.command("report")
@@ -20,13 +20,13 @@ def report_command(
     from slidestream.viz.report import open_report, write_report
 
     if not out.is_dir():
-        err_console.print(f"[red]error[/red] {out} is not a folder")
+        print_error(f"{out} is not a folder")
         raise typer.Exit(2)
     try:
         path = write_report(out)
     except FileNotFoundError as exc:
-        err_console.print(f"[red]error[/red] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from exc
-    err_console.print(f"report: {path}", soft_wrap=True)
+    err_console.print(f"report: {path}", soft_wrap=True, markup=False, highlight=False)
     if open_browser and not open_report(path):
         err_console.print("[yellow]no browser found[/yellow]; open the file above by hand")

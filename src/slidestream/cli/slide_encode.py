@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from slidestream.cli._app import app
 from slidestream.errors import ConfigError, SlideStreamError
+from slidestream.pipeline.config import check_device
 
 if TYPE_CHECKING:  # the command imports torch-heavy modules only when it runs
     from slidestream.slide_encoders.cohort import EncoderSpec, SlideFn
@@ -101,6 +103,8 @@ def slide_encode(
     console = Console(stderr=True, soft_wrap=True)  # error lines stay greppable
     try:
         _check_options(out_type=out_type, mean_mode=mean_mode, tau=tau, eps=eps)
+        if why := check_device(device):
+            raise ConfigError(None, f"--device: {why}")
         paths = cohort.find_stores(stores)
         specs = [cohort.EncoderSpec.parse(e) for e in encoder]
         if method is not Method.cobra and len(specs) != 1:
@@ -136,7 +140,7 @@ def slide_encode(
             result = cohort.encode_stores(paths, method.value, specs, slide_fn, provenance=provenance)
         cohort.write_cohort_table(result, table)
     except SlideStreamError as exc:
-        console.print(f"[red]error[/red] {exc}")
+        console.print(f"[red]error[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     failed = result[result["status"] != "ok"]
     console.print(

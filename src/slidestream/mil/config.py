@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 class TrainConfig(BaseModel):
     """Everything that decides the outcome of ``train`` (besides the data)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task: Literal["classification", "survival"] = "classification"
     model: str = "abmil"

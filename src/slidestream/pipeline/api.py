@@ -9,7 +9,7 @@ from typing import Any
 from slidestream.extraction import ExtractOptions
 from slidestream.io import find_slide_entries
 from slidestream.pipeline.batch import BatchResult, run_batch
-from slidestream.pipeline.manifest import update_manifest
+from slidestream.pipeline.manifest import ManifestRecorder, check_output_folder
 from slidestream.pipeline.stages import SlideSource, check_unique_ids, run_extract
 from slidestream.tiling.params import TilingParams
 
@@ -47,12 +47,13 @@ def extract_features(
     inputs = [slides] if isinstance(slides, str | Path) else list(slides)
     entries = find_slide_entries(inputs)
     check_unique_ids([e.path for e in entries])
-    sources = {e.path: SlideSource(e.path, backend, e.mpp if e.mpp is not None else default_mpp) for e in entries}
+    sources = {e.path: SlideSource(e.path, backend, e.mpp if e.mpp is not None else default_mpp, e.problem) for e in entries}
     if isinstance(tiling, dict):
         tiling = TilingParams(**tiling)
     opts = ExtractOptions(**options)
-    out = Path(out)
+    out = check_output_folder(out)
+    recorder = ManifestRecorder(out, f"features/{encoder.spec.name}")   # each slide's row as it finishes
     result = run_batch(list(sources), lambda p: run_extract(sources[p], out, encoder, opts, tiling=tiling, overwrite=overwrite),
-                       description="extract", show_progress=show_progress)
-    update_manifest(out, result, f"features/{encoder.spec.name}")
+                       description="extract", show_progress=show_progress, on_outcome=recorder)
+    recorder.raise_if_failed()
     return result

@@ -39,6 +39,7 @@ from pydantic import (
 )
 
 from slidestream.errors import ConfigError
+from slidestream.io.discovery import MAX_LEVEL0_MPP
 from slidestream.pipeline.shard import Shard
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue.params import TissueParams
@@ -47,6 +48,13 @@ STAGES = ("tissue", "tiles", "features", "prototypes", "slide_embedding", "mil")
 PER_SLIDE_STAGES = ("tissue", "tiles", "features", "slide_embedding")
 COHORT_STAGES = ("prototypes", "mil")
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(value: str) -> str | None:
+    """Why ``value`` is not a device slidestream can run on (None when it is one)."""
+    if not _DEVICE.match(value):
+        return f"device {value!r}; allowed: cpu, cuda, cuda:N, mps"
+    return None
 
 
 def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
@@ -59,7 +67,7 @@ def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class FeaturesConfig(_Section):
@@ -94,8 +102,8 @@ class FeaturesConfig(_Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"device {value!r}; allowed: cpu, cuda, cuda:N, mps")
+        if why := check_device(value):
+            raise ValueError(why)
         return value
 
     def options(self) -> Any:
@@ -168,8 +176,8 @@ class DaskConfig(_Section):
 
 
 class LockConfig(_Section):
-    stale_after_s: float = Field(600.0, gt=0, description="A lock not refreshed for this long is broken.")
-    wait_s: float = Field(0.0, ge=0, description="Wait this long for a slide locked elsewhere (0: skip it).")
+    stale_after_s: float = Field(120.0, gt=0, description="A lock whose heartbeat stopped this long ago is broken (heartbeat every stale_after_s/4).")
+    wait_s: float = Field(300.0, ge=0, description="After the other slides, wait at most this long in all for slides another live process holds; still held then: busy, exit 1.")
 
 
 class RunConfig(_Section):
@@ -178,7 +186,7 @@ class RunConfig(_Section):
     slides: list[Path] = Field(description="Slide files, folders (walked) or .txt/.csv slide lists (path, mpp).")
     out: Path
     backend: Literal["auto", "openslide", "tiffslide", "wsidicom", "czi"] = "auto"
-    default_mpp: float | None = Field(None, gt=0)
+    default_mpp: float | None = Field(None, gt=0, le=MAX_LEVEL0_MPP)
     overwrite: bool = False
     write_images: bool = True
     shard: str | None = Field(None, description="i/n: only this deterministic share of the slides.")
@@ -301,11 +309,14 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     """Read, override and validate a run config; every problem is listed in one ``ConfigError``."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except OSError as exc:
         raise ConfigError(path, f"cannot read the config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+                                "save the config as UTF-8") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(path, f"not valid YAML: {exc}") from None
+        raise ConfigError(path, f"not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(path, "a run config is a mapping of keys (slides, out, tiling, ...)")
     return config_from_dict(apply_overrides(data, overrides or []), base=path.resolve().parent, source=path)

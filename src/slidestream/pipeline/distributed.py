@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -50,9 +50,10 @@ def front_task(cfg: RunConfig, source: SlideSource, stages: Sequence[str],
                                                 details={"error_type": "NotRun"})))
             continue
         outcome = run_batch([source.path], lambda _p, stage=stage: run_stage(
-            cfg, stage, source, overwrite=stage == overwrite_stage), show_progress=False).outcomes[0]
+            cfg, stage, source, overwrite=stage == overwrite_stage), show_progress=False,
+            busy_wait_s=cfg.lock.wait_s).outcomes[0]
         results.append((stage, outcome))
-        if outcome.status == "failed":
+        if outcome.status in ("failed", "busy"):
             failed_at = stage
     return results
 
@@ -87,8 +88,12 @@ def _usable_cpus() -> int:
 
 def run_front_distributed(cfg: RunConfig, sources: Sequence[SlideSource], stages: Sequence[str], *,
                           overwrite_stage: str | None = None, console: Console | None = None,
-                          show_progress: bool = True) -> dict[str, BatchResult]:
-    """``stages`` (tissue and/or tiles) for every slide as one dask task each; outcomes per stage."""
+                          show_progress: bool = True,
+                          on_outcome: Callable[[str, SlideOutcome], None] | None = None) -> dict[str, BatchResult]:
+    """``stages`` (tissue and/or tiles) for every slide as one dask task each; outcomes per stage.
+
+    ``on_outcome(stage, outcome)`` sees each slide's outcomes as its task completes (the manifest
+    rows are written then, by the driver)."""
     from distributed import as_completed
 
     unknown = [s for s in stages if s not in FRONT_STAGES]
@@ -112,5 +117,8 @@ def run_front_distributed(cfg: RunConfig, sources: Sequence[SlideSource], stages
                 by_slide[source.slide_id] = [(s, SlideOutcome(source.path, "failed", reason,
                                                               details={"error_type": type(exc).__name__}))
                                              for s in stages]
+            if on_outcome is not None:
+                for stage, outcome in by_slide[source.slide_id]:
+                    on_outcome(stage, outcome)
             progress.advance(bar)
     return {stage: BatchResult([dict(by_slide[s.slide_id])[stage] for s in sources]) for stage in stages}

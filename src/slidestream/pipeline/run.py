@@ -26,19 +26,33 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from slidestream._version import __version__
+from slidestream.atomic import atomic_write_text
 from slidestream.errors import ConfigError, StoreError
 from slidestream.io import find_slide_entries
-from slidestream.pipeline.batch import BatchResult, Skip, SlideOutcome, run_batch
+from slidestream.pipeline.batch import (
+    BatchResult,
+    Busy,
+    Skip,
+    SlideOutcome,
+    busy_wait_left,
+    run_batch,
+)
 from slidestream.pipeline.config import COHORT_STAGES, PER_SLIDE_STAGES, STAGES, RunConfig
-from slidestream.pipeline.manifest import new_run_id, update_manifest
+from slidestream.pipeline.manifest import (  # noqa: F401  (record_manifest: re-exported)
+    ManifestRecorder,
+    check_output_folder,
+    new_run_id,
+    record_manifest,
+)
 from slidestream.pipeline.shard import apply_shard
 from slidestream.pipeline.stages import (
     SlideSource,
@@ -62,19 +76,22 @@ COHORT_LOCKS = "cohort"   # lock names ``cohort/<x>`` can never clash with a sli
 
 
 # ---------------------------------------------------------------------------------- slides
-def resolve_sources(cfg: RunConfig, slide_ids: Sequence[str] | None = None) -> list[SlideSource]:
-    """The config's slides (list mpp > ``default_mpp``), checked unique, sharded, optionally filtered."""
+def resolve_sources(cfg: RunConfig, slide_ids: Sequence[str] | None = None,
+                    notes: list[str] | None = None) -> list[SlideSource]:
+    """The config's slides (list mpp > ``default_mpp``), checked unique, sharded, optionally filtered.
+
+    ``notes`` receives discovery's warnings (links to one file, broken links, repeated entries)."""
     missing = [p for p in cfg.slides if not p.exists()]
     if missing:
         raise ConfigError(missing[0], "slides: no such file or folder")
     try:
-        entries = find_slide_entries(cfg.slides)
+        entries = find_slide_entries(cfg.slides, notes=notes)
     except ValueError as exc:
         raise ConfigError(None, f"slides: {exc}") from None
     if not entries:
         raise ConfigError(None, f"slides: no slide files found in {', '.join(map(str, cfg.slides))}")
     check_unique_ids([e.path for e in entries])
-    sources = [SlideSource(e.path, cfg.backend, e.mpp if e.mpp is not None else cfg.default_mpp) for e in entries]
+    sources = [SlideSource(e.path, cfg.backend, e.mpp if e.mpp is not None else cfg.default_mpp, e.problem) for e in entries]
     sources = apply_shard(sources, cfg.shard, key=lambda s: s.slide_id)
     if slide_ids:
         known = {s.slide_id: s for s in sources}
@@ -179,10 +196,11 @@ def sync_markers(cfg: RunConfig, slide_id: str) -> None:
         text = json.dumps({"slide_id": slide_id, "stage": stage, "nodes": nodes}, sort_keys=True, indent=1) + "\n"
         if marker.exists() and marker.read_text() == text:
             continue
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        tmp = marker.with_name(f".{marker.name}.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(text)
-        tmp.replace(marker)
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(marker, text)
+        except OSError as exc:   # the stage is done but cannot be marked so: a rerun checks the store again
+            raise StoreError(marker, f"cannot write the completion marker {marker} ({exc.strerror or exc})") from None
 
 
 # ---------------------------------------------------------------------------------- per-slide stages
@@ -200,7 +218,7 @@ def run_stage(cfg: RunConfig, stage: str, source: SlideSource, ctx: StageContext
     """One per-slide stage for one slide, under the slide's lock; markers synced afterwards."""
     ctx = ctx or StageContext()
     out = cfg.out
-    with slide_lock(out, source.slide_id, stale_after_s=cfg.lock.stale_after_s, wait_s=cfg.lock.wait_s):
+    with slide_lock(out, source.slide_id, stale_after_s=cfg.lock.stale_after_s):
         try:
             if stage == "tissue":
                 return run_tissue(source, out, cfg.tissue, overwrite=overwrite, write_images=cfg.write_images)
@@ -265,10 +283,10 @@ def embed_slide(cfg: RunConfig, source: SlideSource, ctx: StageContext, *, overw
 @contextlib.contextmanager
 def _cohort_lock(cfg: RunConfig, name: str) -> Iterator[None]:
     try:
-        with hold(cfg.out, f"{COHORT_LOCKS}/{name}", stale_after_s=cfg.lock.stale_after_s, wait_s=cfg.lock.wait_s):
+        with hold(cfg.out, f"{COHORT_LOCKS}/{name}", stale_after_s=cfg.lock.stale_after_s, wait_s=busy_wait_left()):
             yield
     except LockHeldError as held:
-        raise Skip(f"in progress elsewhere ({held.owner_text})", locked_by=held.owner_text) from None
+        raise Busy(f"in progress elsewhere ({held.owner_text})", locked_by=held.owner_text) from None
 
 
 def fit_prototypes_stage(cfg: RunConfig, stores: list[Path], *, overwrite: bool = False) -> dict[str, Any]:
@@ -320,14 +338,15 @@ class RunReport:
     run_id: str
     sources: list[SlideSource]
     stages: dict[str, BatchResult] = field(default_factory=dict)
+    manifest_error: StoreError | None = None   # rows that could not be written (reported, exit 1)
 
     @property
     def failed(self) -> bool:
-        return any(r.failed for r in self.stages.values())
+        return any(r.failed or r.busy for r in self.stages.values())
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failed else 0
+        return 1 if self.failed or self.manifest_error is not None else 0
 
     def per_slide(self) -> BatchResult:
         """One outcome per slide: failed if any stage failed, ok if any did work, else skipped."""
@@ -335,8 +354,8 @@ class RunReport:
         for source in self.sources:
             outcomes = {s: o for s, r in self.stages.items() for o in r.outcomes if o.path == source.path}
             statuses = [o.status for o in outcomes.values()]
-            status = "failed" if "failed" in statuses else "ok" if "ok" in statuses else "skipped"
-            reason = next((f"{s}: {o.reason}" for s, o in outcomes.items() if o.status == "failed"), "")
+            status = next((st for st in ("failed", "busy", "ok") if st in statuses), "skipped")
+            reason = next((f"{s}: {o.reason}" for s, o in outcomes.items() if o.status in ("failed", "busy")), "")
             details: dict[str, Any] = {f"{s}_s": round(o.seconds, 2) for s, o in outcomes.items()}
             for o in outcomes.values():
                 details.update({k: v for k, v in o.details.items() if k in ("tiles", "features", "dim")})
@@ -369,24 +388,12 @@ def manifest_stage(cfg: RunConfig, stage: str) -> str:
     return stage
 
 
-def record_manifest(out: Path, result: BatchResult, stage: str, run_id: str | None = None) -> Path | None:
-    """``update_manifest`` under the folder's manifest lock, leaving out slides locked elsewhere.
-
-    Their owner writes their row; ours ("in progress elsewhere") would overwrite its "ok".
-    """
-    kept = [o for o in result.outcomes if "locked_by" not in o.details]
-    if not kept:
-        return None
-    with hold(out, f"{COHORT_LOCKS}/manifest", wait_s=300.0, stale_after_s=120.0):
-        return update_manifest(out, BatchResult(kept), stage, run_id)
-
-
 def _not_run(report: RunReport, blocked: Sequence[SlideSource]) -> list[SlideOutcome]:
     """Rows for slides an earlier stage failed: the manifest must not keep an old "ok" for them."""
     rows = []
     for source in blocked:
         cause = next((stage for stage, result in report.stages.items()
-                      if any(o.path == source.path for o in result.failed)), "an earlier stage")
+                      if any(o.path == source.path for o in result.failed + result.busy)), "an earlier stage")
         rows.append(SlideOutcome(source.path, "failed", f"not run: {cause} failed", details={"error_type": "NotRun"}))
     return rows
 
@@ -403,6 +410,8 @@ def load_run_encoder(cfg: RunConfig) -> Any:
                             channels_last=f.channels_last, compile=f.compile)
     except (SlideStreamError, ValueError) as exc:
         raise ConfigError(f.weights, f"features: {exc}") from None
+    except (RuntimeError, AssertionError) as exc:   # e.g. cuda asked for on a machine without it
+        raise ConfigError(None, f"features.device {f.device!r}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def choose_stages(cfg: RunConfig, only: Sequence[str] | None) -> list[str]:
@@ -428,9 +437,10 @@ def write_run_config(cfg: RunConfig, run_id: str, stages: Sequence[str]) -> Path
     record = {"run_id": run_id, "started": time.strftime("%Y-%m-%d %H:%M:%S %z"), "stages": list(stages),
               "slidestream_version": __version__, "config": cfg.model_dump(mode="json")}
     path = cfg.out / RUN_CONFIG_FILE
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump(record, sort_keys=False))
-    tmp.replace(path)
+    try:
+        atomic_write_text(path, yaml.safe_dump(record, sort_keys=False))
+    except OSError as exc:
+        raise StoreError(path, f"cannot write the run record ({exc.strerror or exc})") from None
     return path
 
 
@@ -442,10 +452,13 @@ def run_pipeline(cfg: RunConfig, *, stages: Sequence[str] | None = None, slide_i
     depends on it, which the following stages then rebuild without being told to overwrite.
     """
     chosen = choose_stages(cfg, stages)
-    sources = resolve_sources(cfg, slide_ids)
+    notes: list[str] = []
+    sources = resolve_sources(cfg, slide_ids, notes)
     report = RunReport(run_id or new_run_id(), sources)
     console = console or Console(stderr=True)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    for note in notes:
+        console.print(f"[yellow]warning[/yellow] {escape(note)}", soft_wrap=True, highlight=False)
+    check_output_folder(cfg.out)
     write_run_config(cfg, report.run_id, chosen)
     first = chosen[0] if chosen else None
     ctx = StageContext()
@@ -458,39 +471,48 @@ def run_pipeline(cfg: RunConfig, *, stages: Sequence[str] | None = None, slide_i
         from slidestream.pipeline.distributed import run_front_distributed
 
         overwrite_stage = first if cfg.overwrite else None
+        recorders = {stage: ManifestRecorder(cfg.out, manifest_stage(cfg, stage), report.run_id) for stage in front}
         report.stages.update(run_front_distributed(cfg, pending, front, overwrite_stage=overwrite_stage,
-                                                   console=console, show_progress=show_progress))
-        for stage in front:
-            record_manifest(cfg.out, report.stages[stage], manifest_stage(cfg, stage), report.run_id)
-        failed = {o.path for stage in front for o in report.stages[stage].failed}
+                                                   console=console, show_progress=show_progress,
+                                                   on_outcome=lambda stage, o: recorders[stage](o)))
+        for recorder in recorders.values():
+            report.manifest_error = report.manifest_error or recorder.error
+        failed = {o.path for stage in front for o in report.stages[stage].failed + report.stages[stage].busy}
         pending = [s for s in pending if s.path not in failed]
 
     for stage in chosen:
         if stage in report.stages:
             continue
         overwrite = cfg.overwrite and stage == first
+        recorder = ManifestRecorder(cfg.out, manifest_stage(cfg, stage), report.run_id)
         if stage in COHORT_STAGES:
             result = _run_cohort_stage(cfg, stage, report, overwrite=overwrite)
             if result is None:
                 continue
+            recorder.record(result.outcomes)
         else:
             blocked = [s for s in sources if s not in pending]
             if stage == "slide_embedding" and cfg.slide_embedding and cfg.slide_embedding.method == "panther":
                 _load_prototypes(cfg, ctx)
             result = _run_slide_stage(cfg, stage, pending, ctx, overwrite=overwrite, console=console,
-                                      show_progress=show_progress)
-            result = BatchResult(result.outcomes + _not_run(report, blocked))
-            pending = [s for s in pending if s.path not in {o.path for o in result.failed}]
+                                      show_progress=show_progress, on_outcome=recorder)
+            not_run = _not_run(report, blocked)
+            if not_run:
+                recorder.record(not_run)
+            result = BatchResult(result.outcomes + not_run)
+            pending = [s for s in pending if s.path not in {o.path for o in result.failed + result.busy}]
         report.stages[stage] = result
-        record_manifest(cfg.out, result, manifest_stage(cfg, stage), report.run_id)
+        report.manifest_error = report.manifest_error or recorder.error
     return report
 
 
 def _run_slide_stage(cfg: RunConfig, stage: str, sources: list[SlideSource], ctx: StageContext, *,
-                     overwrite: bool, console: Console, show_progress: bool) -> BatchResult:
+                     overwrite: bool, console: Console, show_progress: bool,
+                     on_outcome: Callable[[SlideOutcome], None] | None = None) -> BatchResult:
     by_path = {s.path: s for s in sources}
     return run_batch(list(by_path), lambda p: run_stage(cfg, stage, by_path[p], ctx, overwrite=overwrite),
-                     description=stage, console=console, show_progress=show_progress)
+                     description=stage, console=console, show_progress=show_progress, busy_wait_s=cfg.lock.wait_s,
+                     on_outcome=on_outcome)
 
 
 def _run_cohort_stage(cfg: RunConfig, stage: str, report: RunReport, *, overwrite: bool) -> BatchResult | None:
@@ -501,12 +523,13 @@ def _run_cohort_stage(cfg: RunConfig, stage: str, report: RunReport, *, overwrit
         stores = [store_path(cfg.out, s.slide_id) for s in report.sources
                   if (store_path(cfg.out, s.slide_id) / "features" / str(cfg.encoder) / "zarr.json").exists()]
         return run_batch([target], lambda _: fit_prototypes_stage(cfg, stores, overwrite=overwrite),
-                         description="prototypes", show_progress=False)
+                         description="prototypes", show_progress=False, busy_wait_s=cfg.lock.wait_s)
     if stage == "mil":
         target = cfg.mil_out()
         if cfg.shard is not None:
             return BatchResult([SlideOutcome(target, "skipped", "cohort stage: run it once without shard")])
-        return run_batch([target], lambda _: mil_stage(cfg, overwrite=overwrite), description="mil", show_progress=False)
+        return run_batch([target], lambda _: mil_stage(cfg, overwrite=overwrite), description="mil", show_progress=False,
+                         busy_wait_s=cfg.lock.wait_s)
     return None
 
 

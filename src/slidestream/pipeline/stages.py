@@ -19,10 +19,11 @@ from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.extraction.reader import open_tile_reader
 from slidestream.io import Slide, open_slide
+from slidestream.io.discovery import check_mpp
 from slidestream.io.discovery import slide_id_for as io_slide_id_for
 from slidestream.io.fingerprint import slide_fingerprint
 from slidestream.io.remote import location
-from slidestream.pipeline.batch import Skip, report_items
+from slidestream.pipeline.batch import Busy, Skip, busy_wait_left, report_items
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore
 from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLock
@@ -49,12 +50,18 @@ class SlideSource:
     path: Path
     backend: str = "auto"
     default_mpp: float | None = None  # used only when the file carries no mpp
+    problem: str | None = None        # why this slide cannot run (e.g. a bad mpp in its list row)
 
     @property
     def slide_id(self) -> str:
         return slide_id_for(self.path)
 
     def open(self) -> Slide:
+        """Open the slide; a known problem or an unusable mpp fails here, before any work."""
+        if self.problem:
+            raise ConfigError(self.path, self.problem)
+        if self.default_mpp is not None and (why := check_mpp(self.default_mpp, "default mpp")):
+            raise ConfigError(self.path, why)
         return open_slide(self.path, backend=self.backend, default_mpp=self.default_mpp)  # type: ignore[arg-type]
 
 
@@ -87,18 +94,28 @@ def open_store(source: SlideSource, out: Path, slide: Any) -> SlideStore:
     return store
 
 
+def check_slide_id(path: Path, slide_id: str) -> None:
+    """A slide id names files (``<id>.zarr``, ``.done/<id>/``, ``.locks/<id>.lock``, logs): it must be
+    one plain file name. Any other text (spaces, quotes, ``$``, unicode, a leading dash) is fine."""
+    if slide_id in ("", ".", "..") or "/" in slide_id or "\0" in slide_id or "\\" in slide_id:
+        raise ConfigError(path, f"slide id {slide_id!r} cannot name an output file (no '/', '\\', '.' or '..'); rename the file")
+
+
 @contextlib.contextmanager
 def slide_lock(out: Path, slide_id: str, *, stale_after_s: float = DEFAULT_STALE_AFTER_S,
-               wait_s: float = 0.0) -> Iterator[SlideLock]:
+               wait_s: float | None = None) -> Iterator[SlideLock]:
     """Hold ``slide_id``'s lock in ``out`` while a stage writes its store (see ``store/lock.py``).
 
-    A slide that another live process holds is *skipped* (its owner reports it), not failed: with
-    overlapping shards or two runs on one folder, each slide is processed once and nobody errors.
+    A slide another live process holds raises :class:`~slidestream.pipeline.batch.Busy`: the batch
+    defers it, later waits for it (``wait_s``, by default what is left of the batch's wait) and then
+    runs the stage again, which verifies the other process's work. Never a silent success.
     """
+    check_slide_id(out / slide_id, slide_id)
+    wait = busy_wait_left() if wait_s is None else wait_s
     try:
-        lock = SlideLock(out, slide_id, stale_after_s=stale_after_s, wait_s=wait_s).acquire()
+        lock = SlideLock(out, slide_id, stale_after_s=stale_after_s, wait_s=wait).acquire()
     except LockHeldError as held:
-        raise Skip(f"in progress elsewhere ({held.owner_text})", locked_by=held.owner_text) from None
+        raise Busy(f"in progress elsewhere ({held.owner_text})", locked_by=held.owner_text) from None
     with lock:
         yield lock
 
@@ -124,7 +141,9 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
             done = existing.node_attrs("tissue")
             if _same_tissue(done.get("params"), wanted):
                 _check_same_weights(existing, done, params)
-                raise Skip("tissue already detected", **done.get("summary", {}))
+                restored = _restore_tissue_files(source, out, slide, params, write_images)
+                raise Skip("tissue already detected" + (f" ({restored} restored)" if restored else ""),
+                           **done.get("summary", {}))
             raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
         result = segment_tissue(slide, params)
         store = open_store(source, out, slide)
@@ -231,6 +250,28 @@ def _same_tissue(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
         return False
 
 
+def _restore_tissue_files(source: SlideSource, out: Path, slide: Slide, params: TissueParams,
+                          write_images: bool) -> str:
+    """Files next to the store lost after it was written (a full disk, a cleanup): rewrite them.
+
+    Detection is deterministic and cheap, so the GeoJSON and picture are drawn again from the same
+    parameters; the store's tissue node is left as it is. Returns what was restored ("" if nothing)."""
+    geojson = out / f"{source.slide_id}.geojson"
+    png = out / f"{source.slide_id}.tissue.png"
+    if geojson.exists() and (png.exists() or not write_images):
+        return ""
+    result = segment_tissue(slide, params)
+    write_feature_collection(to_feature_collection(result.gdf), geojson)
+    classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
+    ink = result.ink_geometry() if params.remove_pen and classical_ran else None
+    if ink is not None:
+        write_feature_collection(geometry_to_feature_collection(ink, INK_CLASS), out / f"{source.slide_id}.ink.geojson")
+    if write_images:
+        shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
+        save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading), png)
+    return "GeoJSON and picture" if write_images else "GeoJSON"
+
+
 def stored_tissue_params(store: SlideStore | None) -> TissueParams | None:
     """The tissue parameters a store was made with, or None (no store, no tissue, or an older format)."""
     params = recorded_params(store, "tissue")
@@ -274,6 +315,8 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
         recomputed += drop_if_damaged(store, f"selections/{selection.name}", deep=True)
     did_tiles = False
     with source.open() as slide:
+        restored = _restore_tissue_files(source, out, slide, stored_tissue_params(store) or tissue, write_images) \
+            if store.has("tissue") else ""
         wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
         if store.has("tiles") and not overwrite and _same_tiling(store.node_attrs("tiles").get("params"), wanted):
             pass
@@ -314,12 +357,16 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
                 store.write_selection(name, selected, {"method": selection.method, "params": sel_params})
                 did_selection = True
             summary["selected"] = len(selected)
-        if not did_tiles and not did_selection:
-            raise Skip("tiles already made", **summary)
-        if write_images:
+        picture = out / f"{source.slide_id}.tiles.png"
+        done_before = not did_tiles and not did_selection
+        if done_before and (picture.exists() or not write_images):
+            raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
+        if write_images:   # also when only the picture was lost (e.g. a full disk after the store)
             overlay = draw_overlay(low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
                                    tuple(tiles.attrs["level0_size"]), selected=selected)
-            save_png(overlay, out / f"{source.slide_id}.tiles.png")
+            save_png(overlay, picture)
+        if done_before:
+            raise Skip("tiles already made (picture restored)", **summary)
     return with_recomputed(summary, recomputed)
 
 

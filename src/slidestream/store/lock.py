@@ -7,21 +7,34 @@ rename can land on the other's fresh node. The lock makes each slide's work happ
 process at a time, whoever started it (two ``slidestream run``, ``--shard`` nodes with overlapping
 lists, Snakemake jobs, dask workers).
 
-How: ``OUT/.locks/<name>.lock`` is created with ``O_CREAT | O_EXCL`` (atomic on local file systems
-and on NFSv3+) and holds the owner's pid, host, pid namespace, start time and a random token. A
-heartbeat thread touches it while it is held, so a lock is *stale*, and may be broken, when
+How: the owner's record (pid, the process's start time, host, pid namespace, boot id, heartbeat
+period, a random token) is written to a temporary file first and then hard-linked to
+``OUT/.locks/<name>.lock`` (``link`` fails if the name exists: atomic on local file systems and
+NFS), so a lock file is never seen empty or half written. Where hard links are not supported it
+falls back to ``O_CREAT | O_EXCL`` and writing. A heartbeat thread touches the file while it is
+held. A lock is *stale*, and may be broken, when it is recognised for what it is:
 
-* its owner ran on this host (same pid namespace) and that pid is gone, or
-* nobody touched it for ``stale_after_s`` seconds (owner on another host, hung or killed).
+* empty or unparsable (a crash or a full disk between create and write in an older writer) and
+  more than ``EMPTY_GRACE_S`` old (or that far in the future);
+* its owner ran on this machine (same host, pid namespace and boot) and is gone: the pid does not
+  exist, is a zombie, or now belongs to another process (its start time differs: pid reuse), or
+  the machine rebooted since;
+* its heartbeat stopped: not touched for ``MISSED_BEATS`` heartbeat periods (or ``stale_after_s``,
+  whichever is longer), e.g. an owner on another host that was killed or hung; an owner on another
+  host is judged by heartbeat age only, never by its pid;
+* its mtime lies in the future: more than ``FUTURE_SLACK_S`` for a lock of this machine whose owner
+  cannot be verified alive, more than the heartbeat limit for another host (clock skew).
 
 Breaking goes through a short-lived ``.break`` lock so that two processes never both break (and
 one then delete the other's fresh lock). A lock is only ever removed by its owner (matching
-token) or by a breaker that re-checked it under the break lock.
+token) or by a breaker that re-checked it under the break lock. A lock that cannot be written
+(read-only or full disk, no permission) is a :class:`LockWriteError` naming the file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -36,8 +49,12 @@ from slidestream.errors import StoreError
 
 LOCK_DIR = ".locks"
 LOCK_SUFFIX = ".lock"
-DEFAULT_STALE_AFTER_S = 600.0
+DEFAULT_STALE_AFTER_S = 120.0
+MISSED_BEATS = 4              # a lock not touched for this many heartbeat periods is stale
+EMPTY_GRACE_S = 5.0           # an empty/unparsable lock younger than this may still be being written
+FUTURE_SLACK_S = 5.0          # a lock of this machine modified further in the future is not a heartbeat
 BREAK_LOCK_MAX_AGE_S = 30.0   # a breaker holds ``.break`` for milliseconds; older means it died
+_TMP_MARK = ".tmp-"
 
 
 def _pid_namespace() -> str:
@@ -46,6 +63,26 @@ def _pid_namespace() -> str:
         return os.readlink("/proc/self/ns/pid")
     except OSError:
         return ""
+
+
+def _boot_id() -> str:
+    """Changes at every boot (Linux): a lock from before a reboot belongs to nobody."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot, ``/proc/<pid>/stat`` field 22); None if unknown.
+
+    With the pid it identifies a process: a pid reused by a new process has another start time.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -57,10 +94,15 @@ class LockOwner:
     pidns: str
     created: float
     token: str
+    start: int | None = None          # the owner's process start time (see ``process_start``)
+    boot: str = ""
+    heartbeat_s: float | None = None  # how often the owner touches the file
 
     @classmethod
-    def current(cls) -> LockOwner:
-        return cls(os.getpid(), socket.gethostname(), _pid_namespace(), time.time(), uuid.uuid4().hex)
+    def current(cls, heartbeat_s: float | None = None) -> LockOwner:
+        pid = os.getpid()
+        return cls(pid, socket.gethostname(), _pid_namespace(), time.time(), uuid.uuid4().hex,
+                   process_start(pid), _boot_id(), heartbeat_s)
 
     def describe(self) -> str:
         since = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.created))
@@ -79,26 +121,41 @@ class LockHeldError(StoreError):
         super().__init__(path, f"locked by {self.owner_text}")
 
 
+class LockWriteError(StoreError):
+    """The lock file cannot be created or removed (read-only or full disk, no permission)."""
+
+
 def lock_path(folder: str | Path, name: str) -> Path:
     return Path(folder) / LOCK_DIR / f"{name}{LOCK_SUFFIX}"
 
 
 def read_owner(path: Path) -> LockOwner | None:
-    """The owner recorded in ``path``; None while the file is empty (its creator is still writing)."""
+    """The owner recorded in ``path``; None when the file is empty or not a lock record."""
     try:
         data = json.loads(path.read_text())
-        return LockOwner(**{k: data[k] for k in ("pid", "host", "pidns", "created", "token")})
-    except (OSError, ValueError, KeyError, TypeError):
+        owner = LockOwner(**{k: data[k] for k in ("pid", "host", "pidns", "created", "token")},
+                          start=data.get("start"), boot=str(data.get("boot") or ""),
+                          heartbeat_s=data.get("heartbeat_s"))
+        if not isinstance(owner.pid, int) or not isinstance(owner.created, int | float):
+            return None
+        if owner.heartbeat_s is not None and not (isinstance(owner.heartbeat_s, int | float) and owner.heartbeat_s > 0):
+            return None
+        return owner
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:   # exists, owned by someone else
         pass
+    except OverflowError:
+        return False
     try:   # a killed child nobody has reaped yet still answers kill(0): a zombie holds nothing
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         return state not in ("Z", "X")
@@ -106,18 +163,51 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+def _owner_state(owner: LockOwner) -> tuple[str, str]:
+    """("dead", why), ("alive", "") when pid and start time match, ("unknown", "") otherwise."""
+    if owner.boot and _boot_id() and owner.boot != _boot_id():
+        return "dead", f"owner pid {owner.pid} on {owner.host} ran before the machine rebooted"
+    if not _pid_alive(owner.pid):
+        return "dead", f"owner pid {owner.pid} on {owner.host} is gone"
+    if owner.start is not None:
+        now_start = process_start(owner.pid)
+        if now_start is not None and now_start != owner.start:
+            return "dead", f"owner pid {owner.pid} on {owner.host} is gone (the pid now belongs to another process)"
+        if now_start is not None:
+            return "alive", ""
+    return "unknown", ""
+
+
+def _ago(age: float) -> str:
+    return f"{age:.0f} s old" if age >= 0 else f"modified {-age:.0f} s in the future"
+
+
 def stale_reason(path: Path, stale_after_s: float, now: float | None = None) -> str | None:
     """Why the lock at ``path`` may be broken, or None while its owner is (presumed) alive."""
     try:
-        mtime = path.stat().st_mtime
+        st = path.stat()
     except FileNotFoundError:
         return "gone"
+    except OSError as exc:   # e.g. a symlink loop planted as a lock: not a lock of ours
+        return f"unreadable lock file ({exc.strerror or exc})"
+    age = (time.time() if now is None else now) - st.st_mtime
     owner = read_owner(path)
-    if owner is not None and owner.same_machine() and not _pid_alive(owner.pid):
-        return f"owner pid {owner.pid} on {owner.host} is gone"
-    age = (time.time() if now is None else now) - mtime
-    if age > stale_after_s:
-        return f"no heartbeat for {age:.0f} s (limit {stale_after_s:.0f} s)"
+    if owner is None:
+        if abs(age) > EMPTY_GRACE_S:
+            return f"{'empty' if st.st_size == 0 else 'unparsable'} lock file, {_ago(age)}"
+        return None
+    limit = max(stale_after_s, MISSED_BEATS * owner.heartbeat_s) if owner.heartbeat_s else stale_after_s
+    verified = False
+    if owner.same_machine():
+        state, why = _owner_state(owner)
+        if state == "dead":
+            return why
+        verified = state == "alive"
+    if age > limit:
+        return f"no heartbeat for {age:.0f} s (limit {limit:.0f} s)"
+    future_limit = limit if not owner.same_machine() else FUTURE_SLACK_S
+    if not verified and -age > future_limit:
+        return f"lock file modified {-age:.0f} s in the future (limit {future_limit:.0f} s)"
     return None
 
 
@@ -130,15 +220,16 @@ class SlideLock:
 
     def __init__(self, folder: str | Path, name: str, *, stale_after_s: float = DEFAULT_STALE_AFTER_S,
                  wait_s: float = 0.0, poll_s: float = 0.1, heartbeat_s: float | None = None) -> None:
-        if stale_after_s <= 0:
+        if not stale_after_s > 0:
             raise ValueError(f"stale_after_s must be positive, got {stale_after_s}")
         self.path = lock_path(folder, name)
         self.stale_after_s = float(stale_after_s)
         self.wait_s = float(wait_s)
         self.poll_s = float(poll_s)
-        self.heartbeat_s = float(heartbeat_s if heartbeat_s is not None else max(0.05, stale_after_s / 4))
+        self.heartbeat_s = float(heartbeat_s if heartbeat_s is not None else max(0.05, stale_after_s / MISSED_BEATS))
         self.owner: LockOwner | None = None
         self.broken: list[str] = []   # reasons of stale locks this object broke (for the record)
+        self.waited_s = 0.0           # how long acquire waited for another owner
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
@@ -150,26 +241,66 @@ class SlideLock:
     def acquire(self) -> SlideLock:
         if self.held:
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + self.wait_s
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LockWriteError(self.path, f"cannot create the lock folder ({_why(exc)})") from None
+        started = time.monotonic()
+        deadline = started + self.wait_s
         while True:
-            owner = LockOwner.current()
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._break_if_stale():
-                    continue
-                if time.monotonic() >= deadline:
-                    raise LockHeldError(self.path, read_owner(self.path)) from None
-                time.sleep(self.poll_s)
+            owner = LockOwner.current(self.heartbeat_s)
+            if self._create(owner):
+                self.owner = owner
+                self.waited_s = time.monotonic() - started
+                self._start_heartbeat()
+                return self
+            if self._break_if_stale():
                 continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump(asdict(owner), fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            self.owner = owner
-            self._start_heartbeat()
-            return self
+            if time.monotonic() >= deadline:
+                raise LockHeldError(self.path, read_owner(self.path)) from None
+            time.sleep(max(0.001, min(self.poll_s, deadline - time.monotonic())))
+
+    def _create(self, owner: LockOwner) -> bool:
+        """Publish ``owner`` as the lock file, complete or not at all; False when it exists."""
+        record = json.dumps(asdict(owner)).encode()
+        tmp = self.path.with_name(f".{self.path.name}{_TMP_MARK}{owner.token[:12]}")
+        try:
+            fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            try:
+                os.write(fd, record)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, self.path)
+                return True
+            except FileExistsError:
+                return False
+            except OSError as exc:
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV):
+                    raise
+            return self._create_exclusive(record)   # no hard links on this file system
+        except OSError as exc:
+            raise LockWriteError(self.path, f"cannot write the lock file ({_why(exc)})") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def _create_exclusive(self, record: bytes) -> bool:
+        try:
+            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        try:
+            os.write(fd, record)
+            os.fsync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)   # never leave an empty lock behind
+            raise
+        finally:
+            os.close(fd)
+        return True
 
     def release(self) -> None:
         """Remove the lock if it is still ours (a breaker may have judged us stale meanwhile)."""
@@ -210,22 +341,32 @@ class SlideLock:
             fd = os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         except FileExistsError:
             with contextlib.suppress(OSError):
-                if time.time() - breaker.stat().st_mtime > BREAK_LOCK_MAX_AGE_S:
+                if abs(time.time() - breaker.stat().st_mtime) > BREAK_LOCK_MAX_AGE_S:
                     os.unlink(breaker)
             return False
+        except OSError as exc:
+            raise LockWriteError(self.path, f"cannot break a stale lock ({_why(exc)})") from None
         try:
             os.close(fd)
             reason = stale_reason(self.path, self.stale_after_s)   # re-check: it may have moved on
             if reason is None:
                 return False
             if reason != "gone":
-                with contextlib.suppress(FileNotFoundError):
+                try:
                     os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise LockWriteError(self.path, f"cannot remove a stale lock ({reason}): {_why(exc)}") from None
                 self.broken.append(reason)
             return True
         finally:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(breaker)
+
+
+def _why(exc: OSError) -> str:
+    return f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
 
 
 @contextlib.contextmanager

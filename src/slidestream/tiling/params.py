@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class TilingParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     mpp: float | None = Field(0.5, gt=0, description="Target microns per pixel of the tiles.")
     magnification: float | None = Field(None, gt=0, description="Target magnification instead of mpp (via the objective power).")
@@ -34,7 +34,7 @@ class TilingParams(BaseModel):
 
 
 class SelectionParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     method: Literal["mosaic", "fps", "random", "grid"] = "mosaic"
     fraction: float | None = Field(0.1, gt=0, le=1)

@@ -19,7 +19,7 @@ class TissueParams(BaseModel):
     the low-resolution image the detection runs on.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     mpp: float | None = Field(None, gt=0, description="Working resolution (um/px); None picks 2-16 um/px from the slide size.")
     target_long_side_px: int = Field(1024, ge=256, le=16384, description="Long side of the working image when mpp is None.")
