@@ -104,7 +104,7 @@ def make_shifted_survival(n_bags: int = 140, seed: int = 0, beta: float = 4.0) -
     for i in range(n_bags):
         n = int(rng.integers(20, 40))
         x = tissue[rng.integers(len(tissue), size=n)] + 0.6 * rng.normal(size=(n, DIM))
-        idx = np.sort(rng.choice(n, size=int(round(rng.uniform(0, 0.6) * n)), replace=False))
+        idx = np.sort(rng.choice(n, size=round(rng.uniform(0, 0.6) * n), replace=False))
         x[idx] += shift
         share = len(idx) / n
         t = rng.exponential(100.0 / np.exp(beta * share))
@@ -113,7 +113,12 @@ def make_shifted_survival(n_bags: int = 140, seed: int = 0, beta: float = 4.0) -
         bags[sid] = (x.astype(np.float32), np.zeros((n, 2), dtype=np.int64))
         planted[sid] = idx
         rows.append(
-            {"slide_id": sid, "patient_id": f"k{i:03d}", "time": min(t, c), "event": int(t <= c),
-             "share": share}
+            {
+                "slide_id": sid,
+                "patient_id": f"k{i:03d}",
+                "time": min(t, c),
+                "event": int(t <= c),
+                "share": share,
+            }
         )
     return Synthetic(bags, planted, pd.DataFrame(rows))

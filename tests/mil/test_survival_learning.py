@@ -29,8 +29,13 @@ def train_survival(data: Synthetic, loss: str, **kw) -> tuple[float, float]:
     labels = labels_from_frame(data.table.drop(columns="share"), "survival")
     ids = labels.slide_ids
     config = TrainConfig(
-        task="survival", survival_loss=loss, epochs=6, patience=3, lr=1e-3,
-        batch_size=16 if loss == "cox" else 8, **kw,
+        task="survival",
+        survival_loss=loss,
+        epochs=6,
+        patience=3,
+        lr=1e-3,
+        batch_size=16 if loss == "cox" else 8,
+        **kw,
     )
     task = build_task(config, labels, ids[:100])
     torch.manual_seed(0)
