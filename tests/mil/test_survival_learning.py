@@ -50,8 +50,32 @@ def train_survival(data: Synthetic, loss: str, **kw) -> tuple[float, float]:
     return c_index, rho
 
 
+@pytest.mark.slow  # 12-26 s on the shared 2-core machine
 def test_nll_ranks_like_cox(shifted):
     cox_c, cox_rho = train_survival(shifted, "cox")
     nll_c, nll_rho = train_survival(shifted, "nll")
     assert nll_c > cox_c - 0.03, (nll_c, cox_c)
     assert nll_rho > 0.78, (nll_rho, cox_rho)  # per-bin head: 0.74-0.75
+
+
+def test_shared_head_baseline_is_the_life_table_and_round_trips():
+    import pandas as pd
+
+    from slidestream.mil.tasks import DiscreteSurvivalTask, task_from_spec
+
+    train = pd.DataFrame({"time": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "event": [1, 0, 1, 1, 0, 1]})
+    task = DiscreteSurvivalTask.from_training(train, n_bins=2, alpha=0.0)
+    assert task.n_outputs == 1 and task.n_bins == 2
+    # edge = median event time 3.5: bin 0 holds 3 bags (2 events) of 6 at risk, bin 1 2 of 3
+    h = np.array([(2 + 0.5) / (6 + 1), (2 + 0.5) / (3 + 1)])
+    np.testing.assert_allclose(task.baseline, np.log(h / (1 - h)))
+    again = task_from_spec(task.spec())
+    logits = np.array([[-1.0], [0.0], [2.0]])
+    out, back = task.outputs(logits), again.outputs(logits)
+    np.testing.assert_allclose(out.to_numpy(), back.to_numpy())
+    np.testing.assert_allclose(
+        out["surv_0"], 1 - 1 / (1 + np.exp(-(logits[:, 0] + task.baseline[0])))
+    )
+    assert np.all(np.diff(out["risk"]) > 0)  # a larger shared log-odds is a larger risk
+    per_bin = DiscreteSurvivalTask.from_training(train, 2, 0.0, head="per_bin")
+    assert per_bin.n_outputs == 2 and "baseline" not in per_bin.spec()
