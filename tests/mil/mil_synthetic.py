@@ -87,3 +87,38 @@ def precision_at_k(scores: dict[str, np.ndarray], planted: dict[str, np.ndarray]
         if len(p) and s in scores
     ]
     return float(np.mean(values))
+
+
+def make_shifted_survival(n_bags: int = 140, seed: int = 0, beta: float = 4.0) -> Synthetic:
+    """Survival bags whose planted risk is the *share* of shifted tiles (0-60 % of each bag).
+
+    A shifted tile is a background tile plus one fixed offset; event times are exponential with
+    hazard ``exp(beta · share)`` and about a third to 40 % of the bags are censored. ``planted``
+    holds the shifted tile indices; the table has an extra ``share`` column (the oracle risk).
+    """
+    tissue, _ = _geometry(1, DIM)
+    rng = np.random.default_rng(seed)
+    shift = rng.normal(size=DIM)
+    shift *= 4.0 / np.linalg.norm(shift)
+    bags, planted, rows = {}, {}, []
+    for i in range(n_bags):
+        n = int(rng.integers(20, 40))
+        x = tissue[rng.integers(len(tissue), size=n)] + 0.6 * rng.normal(size=(n, DIM))
+        idx = np.sort(rng.choice(n, size=round(rng.uniform(0, 0.6) * n), replace=False))
+        x[idx] += shift
+        share = len(idx) / n
+        t = rng.exponential(100.0 / np.exp(beta * share))
+        c = rng.exponential(45.0)
+        sid = f"h{i:03d}"
+        bags[sid] = (x.astype(np.float32), np.zeros((n, 2), dtype=np.int64))
+        planted[sid] = idx
+        rows.append(
+            {
+                "slide_id": sid,
+                "patient_id": f"k{i:03d}",
+                "time": min(t, c),
+                "event": int(t <= c),
+                "share": share,
+            }
+        )
+    return Synthetic(bags, planted, pd.DataFrame(rows))

@@ -70,6 +70,22 @@ def test_discrete_nll_matches_probability_form():
     assert torch.allclose(discrete_survival_curve(logits), surv, atol=1e-6)
 
 
+def test_discrete_nll_hand_computed_reference_case():
+    """Zadeh & Schmid NLL as PORPOISE/Patho-Bench ``nll_loss`` writes it, worked out by hand.
+
+    Both bags have hazards σ(log 3, −log 3, 0) = (3/4, 1/4, 1/2). Bag A has its event in bin 1:
+    −log S_0 − log h_1 = −log(1/4) − log(1/4) = 4 log 2. Bag B is censored in bin 2 (the
+    reference's ``c = 1``): −log S_2 = −log(1/4 · 3/4 · 1/2) = log(32/3).
+    """
+    z = torch.tensor([[math.log(3), -math.log(3), 0.0]] * 2, dtype=torch.float64)
+    y, e = torch.tensor([1, 2]), torch.tensor([1.0, 0.0])
+    a, b = 4 * math.log(2), math.log(32 / 3)
+    assert discrete_survival_nll(z, y, e).item() == pytest.approx((a + b) / 2, rel=1e-12)
+    # alpha = 0.4 (PORPOISE's default): (1 − α)(a + b) + α·a, averaged over the two bags
+    expected = (0.6 * (a + b) + 0.4 * a) / 2
+    assert discrete_survival_nll(z, y, e, alpha=0.4).item() == pytest.approx(expected, rel=1e-12)
+
+
 def _cindex_loop(time, event, risk):
     num = den = 0.0
     for i, j in itertools.permutations(range(len(time)), 2):

@@ -66,6 +66,9 @@ def train(
     survival_loss: str = typer.Option("cox", help="cox | nll (discrete time bins)"),
     n_bins: int = typer.Option(4, help="nll: number of discrete time bins (quantiles of event times)."),
     nll_alpha: float = typer.Option(0.0, help="nll: extra weight of the uncensored term (0-1)."),
+    nll_head: str = typer.Option(
+        "shared", help="nll: shared (one risk + life-table baseline hazards) | per_bin."
+    ),
     folds: int = typer.Option(5, help="Cross-validation folds (split by patient)."),
     epochs: int = typer.Option(50, help="Maximum epochs per fold."),
     patience: int = typer.Option(10, help="Early-stopping patience (epochs)."),
@@ -101,6 +104,7 @@ def train(
             survival_loss=survival_loss,
             n_bins=n_bins,
             nll_alpha=nll_alpha,
+            nll_head=nll_head,
             folds=folds,
             epochs=epochs,
             patience=patience,

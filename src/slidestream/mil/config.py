@@ -24,6 +24,10 @@ class TrainConfig(BaseModel):
 
     survival_loss: Literal["cox", "nll"] = "cox"
     n_bins: int = Field(4, ge=2, description="time bins of the discrete-time NLL")
+    nll_head: Literal["shared", "per_bin"] = Field(
+        "shared",
+        description="NLL outputs: one risk added to life-table baseline hazards, or one per bin",
+    )
     nll_alpha: float = Field(0.0, ge=0.0, le=1.0, description="weight of the uncensored term")
 
     folds: int = Field(5, ge=2)

@@ -114,19 +114,50 @@ class DiscreteSurvivalTask:
     main_metric = "c_index"
     derived = ("risk",)
 
-    def __init__(self, inner_edges: list[float], alpha: float = 0.0):
+    def __init__(
+        self,
+        inner_edges: list[float],
+        alpha: float = 0.0,
+        baseline: list[float] | None = None,
+    ):
         self.inner_edges = [float(e) for e in inner_edges]
-        self.n_outputs = len(self.inner_edges) + 1
+        self.n_bins = len(self.inner_edges) + 1
         self.alpha = alpha
+        self.baseline = None if baseline is None else [float(b) for b in baseline]
+        if self.baseline is not None and len(self.baseline) != self.n_bins:
+            raise ValueError(f"{len(self.baseline)} baseline hazards for {self.n_bins} bins")
+        # shared head: one log-odds risk per bag, added to every bin's baseline log-odds
+        self.n_outputs = self.n_bins if self.baseline is None else 1
 
     @classmethod
-    def from_training(cls, train: pd.DataFrame, n_bins: int, alpha: float) -> DiscreteSurvivalTask:
-        """Inner edges = the ``1/n … (n-1)/n`` quantiles of the uncensored training times."""
+    def from_training(
+        cls, train: pd.DataFrame, n_bins: int, alpha: float, head: str = "shared"
+    ) -> DiscreteSurvivalTask:
+        """Inner edges = the ``1/n … (n-1)/n`` quantiles of the uncensored training times.
+
+        With ``head="shared"`` the baseline log-odds of each bin is the life-table hazard of
+        the training slides (events in the bin / slides still at risk in it), so the model only
+        learns a single risk per bag (a discrete-time proportional-odds model).
+        """
         times = train.loc[train["event"] == 1, "time"].to_numpy(dtype=float)
         if len(times) == 0:
             times = train["time"].to_numpy(dtype=float)
         qs = np.quantile(times, np.arange(1, n_bins) / n_bins)
-        return cls(qs.tolist(), alpha)
+        task = cls(qs.tolist(), alpha)
+        if head == "shared":
+            b = task.bins(train["time"].to_numpy(dtype=float))
+            e = train["event"].to_numpy(dtype=float)
+            events = np.bincount(b, weights=e, minlength=n_bins)
+            at_risk = np.cumsum(np.bincount(b, minlength=n_bins)[::-1])[::-1]
+            h = np.clip((events + 0.5) / (at_risk + 1.0), 0.01, 0.99)
+            task = cls(qs.tolist(), alpha, np.log(h / (1 - h)).tolist())
+        return task
+
+    def hazard_logits(self, logits: Tensor) -> Tensor:
+        """Per-bin hazard log-odds ``(B, K)``: the model's own, or baseline + shared risk."""
+        if self.baseline is None:
+            return logits
+        return logits[:, :1] + torch.tensor(self.baseline, dtype=logits.dtype)
 
     def bins(self, time: np.ndarray) -> np.ndarray:
         """Bin index of each time; bins are ``[e_{k-1}, e_k)`` and open at both ends."""
@@ -141,16 +172,18 @@ class DiscreteSurvivalTask:
         )
 
     def loss(self, logits: Tensor, targets: Targets) -> Tensor:
-        return discrete_survival_nll(logits, targets.bin, targets.event, self.alpha)
+        z = self.hazard_logits(logits)
+        return discrete_survival_nll(z, targets.bin, targets.event, self.alpha)
 
     def outputs(self, logits: np.ndarray) -> pd.DataFrame:
-        surv = discrete_survival_curve(torch.from_numpy(logits).double()).numpy()
-        out = pd.DataFrame(surv, columns=[f"surv_{k}" for k in range(self.n_outputs)])
+        z = self.hazard_logits(torch.from_numpy(logits).double())
+        surv = discrete_survival_curve(z).numpy()
+        out = pd.DataFrame(surv, columns=[f"surv_{k}" for k in range(self.n_bins)])
         return self.add_prediction(out)
 
     def add_prediction(self, out: pd.DataFrame) -> pd.DataFrame:
         """Risk = minus the sum of the survival curve (the expected number of bins survived)."""
-        surv = out[[f"surv_{k}" for k in range(self.n_outputs)]].to_numpy()
+        surv = out[[f"surv_{k}" for k in range(self.n_bins)]].to_numpy()
         out.insert(0, "risk", -surv.sum(axis=1))
         return out
 
@@ -158,7 +191,10 @@ class DiscreteSurvivalTask:
         return survival_metrics(rows["time"], rows["event"], outputs["risk"])
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": self.kind, "inner_edges": self.inner_edges, "alpha": self.alpha}
+        spec = {"kind": self.kind, "inner_edges": self.inner_edges, "alpha": self.alpha}
+        if self.baseline is not None:
+            spec["baseline"] = self.baseline
+        return spec
 
 
 def build_task(config: TrainConfig, labels: LabelsTable, train_ids: list[str]) -> Task:
@@ -173,7 +209,9 @@ def build_task(config: TrainConfig, labels: LabelsTable, train_ids: list[str]) -
         return ClassificationTask(labels.classes, weights)
     if config.survival_loss == "cox":
         return CoxTask()
-    return DiscreteSurvivalTask.from_training(train, config.n_bins, config.nll_alpha)
+    return DiscreteSurvivalTask.from_training(
+        train, config.n_bins, config.nll_alpha, config.nll_head
+    )
 
 
 def task_from_spec(spec: dict[str, Any]) -> Task:
@@ -183,5 +221,7 @@ def task_from_spec(spec: dict[str, Any]) -> Task:
     if kind == "cox":
         return CoxTask()
     if kind == "discrete_survival":
-        return DiscreteSurvivalTask(spec["inner_edges"], spec.get("alpha", 0.0))
+        return DiscreteSurvivalTask(
+            spec["inner_edges"], spec.get("alpha", 0.0), spec.get("baseline")
+        )
     raise ValueError(f"unknown task kind {kind!r}")
