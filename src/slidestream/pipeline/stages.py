@@ -8,6 +8,7 @@ atomically, so an interrupted batch can simply be run again.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,6 +134,7 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
             store.invalidate_dependents("tissue")
         summary = result.summary()
         store.write_tissue(feature_collection, summary, wanted, ink=ink_collection)
+        _remember_tissue(store, result.geometry)
         return {**summary, "note": "no tissue found" if result.is_empty else ""}
 
 
@@ -153,8 +155,35 @@ def _existing_store(out: Path, source: SlideSource) -> SlideStore | None:
     return SlideStore.open(path) if (path / "zarr.json").exists() else None
 
 
+# The tissue geometry last detected or parsed in this process, with the stamp of the store file it
+# came from: tiling right after detection (and the overlay after tiling) reuse it instead of
+# parsing the multi-MB GeoJSON attribute again. One entry, so a long batch holds one slide's.
+_TISSUE_MEMO: dict[str, tuple[tuple[int, int, int], Any]] = {}
+
+
+def _tissue_stamp(store: SlideStore) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(Path(store.path) / "tissue" / "zarr.json")
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _remember_tissue(store: SlideStore, geometry: Any) -> None:
+    _TISSUE_MEMO.clear()
+    stamp = _tissue_stamp(store)
+    if stamp is not None:
+        _TISSUE_MEMO[str(store.path)] = (stamp, None if geometry is None or geometry.is_empty else geometry)
+
+
 def tissue_geometry(store: SlideStore):
-    return geometry_from_feature_collection(store.read_tissue_geojson())
+    """The store's tissue (level-0 geometry, None when empty); parsed once per written version."""
+    hit = _TISSUE_MEMO.get(str(store.path))
+    if hit is not None and hit[0] == _tissue_stamp(store):
+        return hit[1]
+    geometry = geometry_from_feature_collection(store.read_tissue_geojson())
+    _remember_tissue(store, geometry)
+    return geometry
 
 
 # ---------------------------------------------------------------------------------- tiles
