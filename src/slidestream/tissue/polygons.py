@@ -118,3 +118,19 @@ def rasterize(geometry: BaseGeometry | None, shape: tuple[int, int], scale: tupl
     np.add.at(diff, (rows_in[keep], c0[keep]), 1)
     np.add.at(diff, (rows_in[keep], c1[keep]), -1)
     return np.cumsum(diff[:, :-1], axis=1) > 0
+
+
+def dissolve(polygons: list[Polygon]) -> MultiPolygon:
+    """The union of ``polygons`` as a MultiPolygon (empty for none).
+
+    Pieces traced from one mask are disjoint, so the union is just their collection: checking
+    that (``is_valid``) costs a few ms where ``union_all`` costs ~0.1 s per 100 pieces; it is the
+    fallback when simplification made two neighbours overlap.
+    """
+    if not polygons:
+        return MultiPolygon()
+    collection = MultiPolygon(polygons)
+    if collection.is_valid:
+        return collection
+    union = shapely.union_all(polygons)
+    return union if isinstance(union, MultiPolygon) else MultiPolygon([union])
