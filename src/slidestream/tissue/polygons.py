@@ -72,6 +72,24 @@ def mask_to_polygons(mask: np.ndarray, scale: tuple[float, float], simplify_px: 
     return list(shapely.transform(np.asarray(out, dtype=object), lambda xy: xy * (sx, sy)))
 
 
+def ring_edges(geometry: BaseGeometry | None) -> np.ndarray:
+    """Every edge of every ring (shells and holes) of ``geometry`` as float64 rows (x0, y0, x1, y1).
+
+    Pulled out of GEOS once, so a caller filling many windows (coverage bands) need not pull
+    the coordinates again for each.
+    """
+    if geometry is None or geometry.is_empty:
+        return np.zeros((0, 4))
+    polys = shapely.get_parts(shapely.get_parts(geometry))  # collections (from clipping), then multis
+    polys = polys[shapely.get_type_id(polys) == 3]  # Polygon
+    if not len(polys):
+        return np.zeros((0, 4))
+    rings = shapely.get_rings(polys)
+    coords, ring_index = shapely.get_coordinates(rings, return_index=True)
+    same_ring = ring_index[1:] == ring_index[:-1]
+    return np.column_stack([coords[:-1][same_ring], coords[1:][same_ring]])
+
+
 def rasterize(geometry: BaseGeometry | None, shape: tuple[int, int], scale: tuple[float, float],
               offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Boolean mask of ``shape`` (H, W) whose pixel (r, c) covers level-0
@@ -81,18 +99,19 @@ def rasterize(geometry: BaseGeometry | None, shape: tuple[int, int], scale: tupl
     even-odd fill over all rings at once: holes need no special case, and the cost is one pass
     over the edge crossings plus one over the pixels, whatever the polygon's complexity.
     """
+    return fill_edges(ring_edges(geometry), shape, scale, offset)
+
+
+def fill_edges(edges: np.ndarray, shape: tuple[int, int], scale: tuple[float, float],
+               offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
+    """:func:`rasterize` from :func:`ring_edges` (all of a geometry's, or those crossing the window)."""
     mask = np.zeros(shape, dtype=bool)
-    if geometry is None or geometry.is_empty:
+    if not len(edges):
         return mask
     sx, sy = scale
-    polys = list(geometry.geoms) if isinstance(geometry, MultiPolygon) else [geometry]
-    rings = [np.asarray(r.coords) for p in polys if isinstance(p, Polygon) and not p.is_empty
-             for r in (p.exterior, *p.interiors)]
-    if not rings:
-        return mask
     # all edges, in pixel units where pixel centres sit at integer + 0.5
-    starts = (np.concatenate([r[:-1] for r in rings]) - offset) / (sx, sy)
-    ends = (np.concatenate([r[1:] for r in rings]) - offset) / (sx, sy)
+    starts = (edges[:, :2] - offset) / (sx, sy)
+    ends = (edges[:, 2:] - offset) / (sx, sy)
     x0, y0, x1, y1 = starts[:, 0], starts[:, 1], ends[:, 0], ends[:, 1]
     lo, hi = np.minimum(y0, y1), np.maximum(y0, y1)
     # rows whose centre y = r + 0.5 lies in [lo, hi) (half-open: a vertex counts once)
