@@ -15,7 +15,8 @@ class SlideStreamError(Exception):
     def __init__(self, path: str | Path | None, reason: str) -> None:
         self.path = None if path is None else Path(path)
         self.reason = reason
-        super().__init__(f"{self.path}: {reason}" if self.path is not None else reason)
+        # the path as given: a URL keeps its "//", which Path would squeeze to one slash
+        super().__init__(f"{path}: {reason}" if path is not None else reason)
 
 
 class SlideOpenError(SlideStreamError):

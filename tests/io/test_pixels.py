@@ -121,3 +121,15 @@ def test_read_whole_returns_true_mpp_and_matches_thumbnail_scale():
         image, (mx, my) = slide.read_whole(8.0)
         assert image.shape[1] == round(2220 * 0.499 / 8.0)
         assert mx == pytest.approx(8.0, rel=0.01) and my == pytest.approx(8.0, rel=0.01)
+
+
+def test_backends_agree_at_fractional_level_positions():
+    """Levels with downsamples like 4.0015: a level-0 location falls between level pixels.
+    Openslide samples there; tiffslide (through slidestream) must too, not round down."""
+    with open_slide(PEN, backend="openslide") as a, open_slide(PEN, backend="tiffslide") as b:
+        assert a.level_downsamples[2] != round(a.level_downsamples[2])
+        for level in (2, 3):
+            for loc in [(101, 57), (1234, 567), (2007, 1501)]:
+                ra, rb = a.read_region(loc, level, (96, 80)), b.read_region(loc, level, (96, 80))
+                diff = np.abs(ra.astype(int) - rb.astype(int))
+                assert diff.mean() < 0.5 and diff.max() <= 3, (level, loc, diff.mean())

@@ -18,7 +18,7 @@ from slidestream.pipeline.batch import run_batch
 def info(
     paths: Annotated[list[Path], typer.Argument(help="Slide files, folders (walked), or .txt/.csv slide lists.")],
     as_json: Annotated[bool, typer.Option("--json", help="Also print a JSON array of records on stdout (the table stays on stderr).")] = False,
-    backend: Annotated[str, typer.Option(help="auto, openslide or tiffslide.")] = "auto",
+    backend: Annotated[str, typer.Option(help="auto, openslide, tiffslide, wsidicom (DICOM) or czi.")] = "auto",
 ) -> None:
     """Dimensions, levels, mpp, objective power and vendor of each slide."""
     slides = collect_slides(paths)

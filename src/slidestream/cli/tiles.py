@@ -26,7 +26,7 @@ from slidestream.tissue import TissueParams
 
 SlidesArg = Annotated[list[Path], typer.Argument(help="Slide files, folders (walked), or .txt/.csv slide lists (CSV: 'path' and optional 'mpp' columns).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder: one <slide_id>.zarr store per slide.")]
-BackendOpt = Annotated[str, typer.Option(help="Reader backend: auto, openslide or tiffslide.")]
+BackendOpt = Annotated[str, typer.Option(help="Reader backend: auto, openslide, tiffslide, wsidicom (DICOM) or czi.")]
 DefaultMppOpt = Annotated[float | None, typer.Option("--default-mpp", help="Level-0 um/px for slides whose metadata has none (slides with metadata keep theirs).")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Recompute finished work (and what depends on it).")]
 ShardOpt = Annotated[str | None, typer.Option("--shard", help="Only shard i/n of the slides (deterministic split by slide id, e.g. 2/8): n GPUs or nodes share one list with no coordinator.")]

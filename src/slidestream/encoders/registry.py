@@ -6,11 +6,43 @@ because they are typed on command lines and in YAML configs.
 
 from __future__ import annotations
 
-from slidestream.encoders import cnn, conch, handcrafted, hibou, phikon, pluto, vit_timm
+from slidestream.encoders import (
+    cnn,
+    conch,
+    conch_v15,
+    ctranspath,
+    genbio,
+    h0_mini,
+    handcrafted,
+    hibou,
+    hkust,
+    kaiko,
+    lunit,
+    openmidnight,
+    phikon,
+    pluto,
+    vit_timm,
+)
 from slidestream.encoders.spec import EncoderSpec
 from slidestream.errors import ConfigError
 
-_ORDER = (vit_timm, hibou, conch, phikon, cnn, pluto, handcrafted)
+_ORDER = (
+    vit_timm,
+    hibou,
+    conch,
+    phikon,
+    cnn,
+    pluto,
+    h0_mini,
+    kaiko,
+    lunit,
+    hkust,
+    openmidnight,
+    genbio,
+    conch_v15,
+    ctranspath,
+    handcrafted,
+)
 
 
 def _collect() -> dict[str, EncoderSpec]:

@@ -37,8 +37,9 @@ HOPTIMUS_STD = (0.211883, 0.230117, 0.177517)
 def _timm(arch: str, **kwargs: Any) -> Callable[[], nn.Module]:
     """A zero-argument builder: the spec stays data, the model is made only when asked."""
 
-    def build() -> nn.Module:
-        return timm.create_model(arch, pretrained=False, **kwargs)
+    def build(**overrides: Any) -> nn.Module:
+        # ``overrides`` (e.g. ``depth=2``) exist for reduced-size forward tests only.
+        return timm.create_model(arch, pretrained=False, **{**kwargs, **overrides})
 
     build.__doc__ = f"timm.create_model({arch!r}, pretrained=False, **{kwargs!r})"
     return build

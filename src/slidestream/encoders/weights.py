@@ -3,7 +3,7 @@
 Nothing here reaches the network. Weights are looked for, in order:
 
 1. the path the caller gave (``--weights``): a weights file (``.safetensors``, ``.bin``, ``.pth``,
-   ``.pt``), or a folder — a plain folder holding one of the spec's ``weight_files``, a Hugging
+   ``.pt``, ``.torch``), or a folder — a plain folder holding one of the spec's ``weight_files``, a Hugging
    Face repo cache folder (``models--org--name`` with ``snapshots/<rev>/...``), or a hub cache
    root that contains such a folder. A given path that holds no weights is an error, not a
    silent fall-through: the caller asked for that file.
@@ -37,7 +37,7 @@ from slidestream.encoders.spec import EncoderSpec, StateDict
 from slidestream.errors import WeightsError
 
 ENV_WEIGHTS = "SLIDESTREAM_WEIGHTS"
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".torch")  # .torch: Lunit releases
 CONTAINER_KEYS = ("state_dict", "model", "teacher")
 _SHOW = 5  # keys listed per category in a mismatch message
 
@@ -284,6 +284,24 @@ def check_state_dict(
     return state_dict
 
 
+def _init_non_persistent_buffers(model: nn.Module) -> None:
+    """Recompute buffers that are not in any checkpoint (e.g. Swin's window masks and indices).
+
+    They stay on the meta device after an ``assign`` load. timm modules that own such buffers
+    expose ``init_non_persistent_buffers()`` (timm's convention for meta-device construction);
+    the meta placeholders are given real storage and the module recomputes them.
+    """
+    for module in model.modules():
+        init = getattr(module, "init_non_persistent_buffers", None)
+        metas = [n for n, b in module.named_buffers(recurse=False) if b is not None and b.is_meta]
+        if init is None or not metas:
+            continue
+        for name in metas:
+            buf = getattr(module, name)
+            module.register_buffer(name, torch.empty_like(buf, device="cpu"), persistent=False)
+        init()
+
+
 def build_with_weights(spec: EncoderSpec, path: str | os.PathLike[str]) -> nn.Module:
     """Build ``spec`` on the meta device and assign the checkpoint's tensors into it, strictly."""
     with torch.device("meta"):
@@ -291,6 +309,7 @@ def build_with_weights(spec: EncoderSpec, path: str | os.PathLike[str]) -> nn.Mo
     state_dict = apply_key_map(spec, load_state_dict(path), model, path)
     state_dict = check_state_dict(spec, model, state_dict, path)
     model.load_state_dict(state_dict, strict=True, assign=True)
+    _init_non_persistent_buffers(model)
     left = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
     if left:  # a non-persistent buffer would stay unmaterialised: a bug in the module, not the file
         raise RuntimeError(f"{spec.name}: tensors not covered by the state dict: {left[:_SHOW]}")

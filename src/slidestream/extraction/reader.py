@@ -2,11 +2,12 @@
 
 Two implementations behind one small interface:
 
-- :class:`JpegTileReader` for JPEG-tiled TIFF pyramids (SVS, most generic TIFFs): each JPEG tile
+- :class:`JpegTileReader` for JPEG-tiled TIFF pyramids (SVS, most generic TIFFs, OME-TIFF
+  SubIFDs) and DICOM series with JPEG baseline frames: each JPEG tile
   decoded once for every output tile it covers, at a reduced DCT scale when the target is
   coarser, in threads (Pillow releases the GIL while decoding).
-- :class:`BackendTileReader` for everything else (JPEG 2000 SVS, MRXS, NDPI, DICOM, strip
-  TIFFs): the slide backend's ``read_region`` + antialiased resize, one handle per thread.
+- :class:`BackendTileReader` for everything else (JPEG 2000 SVS and DICOM, MRXS, NDPI, CZI,
+  strip TIFFs, remote slides): the slide backend's ``read_region`` + antialiased resize, one handle per thread.
 
 Which one ran is recorded with the features (``reader``), so a tile can always be re-read with
 the exact pixels the encoder saw.
@@ -104,23 +105,24 @@ class JpegTileReader:
         self.name = f"jpeg-dct-1/{s}" if s > 1 else "jpeg"
         self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="jpeg-decode")
 
-    def _origin(self, xy: np.ndarray) -> tuple[int, int]:
-        """Level-pixel origin of a tile, snapped down to the DCT grid."""
-        s = self.scale
-        lx, ly = math.floor(int(xy[0]) / self.downsample), math.floor(int(xy[1]) / self.downsample)
-        return lx - lx % s, ly - ly % s
+    def _window(self, xy: np.ndarray) -> tuple[float, float]:
+        """Fractional level position of a tile's top-left (level-0 / downsample, not rounded:
+        openslide samples there, and so does :meth:`JpegPyramid.read_at`)."""
+        return int(xy[0]) / self.downsample, int(xy[1]) / self.downsample
 
     def read_batch(self, coords: np.ndarray) -> np.ndarray:
         coords = np.asarray(coords)
         g, s, level = self.geometry, self.scale, self.geometry.level
-        origins = [self._origin(xy) for xy in coords]
-        needed = sorted({t for (x, y) in origins for t in self.pyramid.tiles_touched(level, x, y, self.read_w, self.read_h)},
-                        key=lambda t: (t[1], t[0]))
+        origins = [self._window(xy) for xy in coords]
+        needed: set[tuple[int, int]] = set()
+        for fx, fy in origins:
+            x, y, w, h, _, _ = self.pyramid.window(fx, fy, self.read_w, self.read_h, s)
+            needed.update(self.pyramid.tiles_touched(level, x, y, w, h))
         # decode the batch's JPEG tiles in parallel; assembly below then only hits the cache
-        list(self._pool.map(lambda t: self.pyramid.decode_tile(level, t[0], t[1], s), needed))
+        list(self._pool.map(lambda t: self.pyramid.decode_tile(level, t[0], t[1], s), sorted(needed, key=lambda t: (t[1], t[0]))))
         out = np.empty((len(coords), g.tile_size, g.tile_size, 3), np.uint8)
-        for i, (x, y) in enumerate(origins):
-            region = self.pyramid.read(level, x, y, self.read_w, self.read_h, s)
+        for i, (fx, fy) in enumerate(origins):
+            region = self.pyramid.read_at(level, fx, fy, self.read_w, self.read_h, s)
             out[i] = resize_rgb(region, (g.tile_size, g.tile_size))
         return out
 

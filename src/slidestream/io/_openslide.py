@@ -1,4 +1,4 @@
-"""Backend over openslide-python (+ openslide-bin): vendor formats, MRXS, NDPI, DICOM."""
+"""Backend over openslide-python (+ openslide-bin): vendor formats, MRXS, NDPI, DICOM WSI."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import openslide
 
-from slidestream.io.backend import OpenSlideLikeBackend
+from slidestream.io._base import OpenSlideLikeBackend
 
 
 class OpenSlideBackend(OpenSlideLikeBackend):
@@ -15,9 +15,17 @@ class OpenSlideBackend(OpenSlideLikeBackend):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._slide = openslide.OpenSlide(str(path))
+        target = path
+        if path.is_dir() or path.suffix.lower() == ".dcm":
+            from slidestream.io.dicom import series_at
+
+            # Openslide opens a whole DICOM series from any one of its files (it finds the
+            # others in the folder by series UID); a folder is named by its level-0 instance.
+            target = series_at(path).volumes[0].path
+        self._slide = openslide.OpenSlide(str(target))
 
     def read_rgba_or_rgb(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        # openslide samples at the fractional level position itself (see _base)
         return np.asarray(self._slide.read_region(location, level, size))
 
 

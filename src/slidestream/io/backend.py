@@ -1,83 +1,73 @@
-"""The small surface every reader backend provides.
+"""Which backend reads which slide: the one place that decides it.
 
-Backends only move pixels and metadata out of a file; level choice, mpp, clipping and
-compositing live in :class:`slidestream.io.slide.Slide` so that both backends agree pixel for
-pixel on everything above this line.
+``auto`` tries, in order, the backends that read a format completely and fastest (measured:
+``benchmarks/results/formats.md``); an explicit name forces that backend, so a user can
+compare readers or work around one.
+
+- DICOM WSI series (a folder of ``.dcm`` instances, or one of them): wsidicom, then openslide 4
+  (same pixels, to 0.5 grey levels; wsidicom reads regions 2.5-5x faster, openslide's sub-pixel
+  path through cairo is slow).
+- CZI (Zeiss): pylibCZIrw, Zeiss's own reader.
+- OME-TIFF: tiffslide first, because openslide sees only the first page of a SubIFD pyramid.
+- everything else: openslide (vendor formats), then tiffslide (plain and strip TIFFs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
+from slidestream.io._base import Backend, composite_on_white
 
+__all__ = ["BACKENDS", "Backend", "candidates", "composite_on_white", "make_backend"]
 
-class Backend(Protocol):
-    name: str
-    path: Path
+BACKENDS: tuple[str, ...] = ("openslide", "tiffslide", "wsidicom", "czi")
 
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]: ...
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]: ...
-
-    @property
-    def properties(self) -> Mapping[str, object]: ...
-
-    @property
-    def associated_images(self) -> tuple[str, ...]: ...
-
-    def read_rgba_or_rgb(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
-        """Read a region that lies fully inside the level; returns (H, W, 3|4) uint8."""
-        ...
-
-    def close(self) -> None: ...
+# What each backend needs installed, for the error when it is missing.
+_PACKAGES = {"openslide": "openslide-python openslide-bin", "tiffslide": "tiffslide",
+             "wsidicom": "wsidicom", "czi": "pylibCZIrw"}
 
 
-class OpenSlideLikeBackend:
-    """Shared plumbing for backends whose handle has openslide's API (openslide, tiffslide)."""
-
-    name: str
-    path: Path
-    _slide: Any
-
-    @property
-    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
-        return tuple((int(w), int(h)) for w, h in self._slide.level_dimensions)
-
-    @property
-    def level_downsamples(self) -> tuple[float, ...]:
-        return tuple(float(d) for d in self._slide.level_downsamples)
-
-    @property
-    def properties(self) -> Mapping[str, object]:
-        return dict(self._slide.properties)
-
-    @property
-    def associated_images(self) -> tuple[str, ...]:
-        return tuple(self._slide.associated_images.keys())
-
-    def close(self) -> None:
-        self._slide.close()
+# Imported on first use: a user without pylibCZIrw can still read everything else.
+_CLASSES = {"openslide": ("slidestream.io._openslide", "OpenSlideBackend"),
+            "tiffslide": ("slidestream.io._tiffslide", "TiffSlideBackend"),
+            "wsidicom": ("slidestream.io._wsidicom", "WsiDicomBackend"),
+            "czi": ("slidestream.io._czi", "CziBackend")}
 
 
-def composite_on_white(region: np.ndarray) -> np.ndarray:
-    """Turn an RGBA region into RGB over white; an RGB region passes through untouched.
+def candidates(path: Path) -> tuple[str, ...]:
+    """Backends ``auto`` tries for ``path``, best first."""
+    from slidestream.io.dicom import is_dicom_path
 
-    Openslide returns un-premultiplied RGBA where alpha marks pixels outside the scanned area;
-    users and models expect glass-white there, never raw alpha or black.
-    """
-    if region.ndim != 3:
-        raise ValueError(f"expected an (H, W, C) image, got shape {region.shape}")
-    if region.shape[2] == 3:
-        return np.ascontiguousarray(region)
-    rgb = region[..., :3]
-    alpha = region[..., 3]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgb)
-    a = alpha.astype(np.uint16)[..., None]
-    out = (rgb.astype(np.uint16) * a + 255 * (255 - a) + 127) // 255
-    return out.astype(np.uint8)
+    if is_dicom_path(path):
+        return ("wsidicom", "openslide")
+    name = path.name.lower()
+    if name.endswith(".czi"):
+        return ("czi",)
+    if name.endswith((".ome.tif", ".ome.tiff")) or _is_ome_tiff(path):
+        return ("tiffslide", "openslide")
+    return ("openslide", "tiffslide")
+
+
+def _is_ome_tiff(path: Path) -> bool:
+    if path.suffix.lower() not in (".tif", ".tiff", ".btf") or not path.is_file():
+        return False
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return bool(tif.is_ome)
+    except Exception:  # not a TIFF after all: let the backends say why
+        return False
+
+
+def make_backend(name: str, path: Path) -> Backend:
+    """Open ``path`` with backend ``name``; raises whatever that backend raises."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
+    module, cls_name = _CLASSES[name]
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except ImportError as exc:
+        raise ImportError(f"backend {name} needs {_PACKAGES[name]} installed ({exc})") from exc
+    return cls(path)

@@ -1,4 +1,8 @@
-"""Finding slide files: directory walks and slide lists."""
+"""Finding slides: directory walks, slide lists, DICOM series, and each slide's id.
+
+A slide is what a user thinks of as one: a file for TIFF-family formats, a *series* for DICOM
+(whatever was passed: its folder, any of its files, all of them, or a folder of series folders).
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from slidestream.io.dicom import DicomSeries, folder_series, series_at
+
 SLIDE_SUFFIXES = (
     ".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide",
-    ".dcm", ".qptiff",
+    ".dcm", ".qptiff", ".czi",
 )
 
 
@@ -35,7 +41,8 @@ def find_slide_entries(inputs: Iterable[str | Path], *, recursive: bool = True) 
 
     Explicit files are kept whatever their suffix (the user asked for them, and a wrongly named
     file should get a clear open error, not vanish). Directories contribute files with a known
-    slide suffix; a DICOM folder counts once, as the folder.
+    slide suffix. DICOM instances are grouped by series: each series is one entry, named by
+    its folder when it has the folder to itself, else by its level-0 instance.
     """
     found: list[SlideEntry] = []
     seen: set[Path] = set()
@@ -46,19 +53,62 @@ def find_slide_entries(inputs: Iterable[str | Path], *, recursive: bool = True) 
             seen.add(key)
             found.append(SlideEntry(p, mpp))
 
+    def add_dicom_folder(folder: Path, mpp: float | None = None) -> None:
+        for series in folder_series(folder.absolute()):
+            add(_series_path(folder, series), mpp)
+
+    def add_dicom_file(path: Path, mpp: float | None = None) -> None:
+        try:
+            series = series_at(path)
+        except ValueError:  # not a WSI instance, or a label-only series: opening it says why
+            add(path, mpp)
+            return
+        add(_series_path(path.parent, series), mpp)
+
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
+            folders = [path, *(c for c in sorted(path.glob(pattern)) if c.is_dir())]
+            for folder in folders:
+                if any(c.suffix.lower() == ".dcm" for c in folder.iterdir()):
+                    add_dicom_folder(folder)
             for child in sorted(path.glob(pattern)):
-                if (child.is_file() and is_slide_path(child) and child.suffix.lower() != ".dcm") or (child.is_dir() and any(c.suffix.lower() == ".dcm" for c in child.iterdir())):
+                if child.is_file() and is_slide_path(child) and child.suffix.lower() != ".dcm":
                     add(child)
         elif path.suffix.lower() in (".txt", ".csv") and path.is_file():
             for entry in _read_slide_list(path):
-                add(entry.path, entry.mpp)
+                if entry.path.suffix.lower() == ".dcm" and entry.path.is_file():
+                    add_dicom_file(entry.path, entry.mpp)
+                else:
+                    add(entry.path, entry.mpp)
+        elif path.suffix.lower() == ".dcm" and path.is_file():
+            add_dicom_file(path)
         else:
             add(path)
     return found
+
+
+def _series_path(folder: Path, series: DicomSeries) -> Path:
+    """The series' canonical path, spelled relative to what the user passed (``folder``)."""
+    canonical = series.path
+    return folder if canonical == series.folder else folder / canonical.name
+
+
+def slide_id_for(path: Path) -> str:
+    """A slide's id, which names its outputs (``<id>.zarr``).
+
+    The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``);
+    for a DICOM series, its container identifier when the file has a real one, else its folder
+    name (with the series number when the folder holds several series): never a SOP UID.
+    """
+    path = Path(path)
+    if path.suffix.lower() == ".dcm" or (path.is_dir() and any(c.suffix.lower() == ".dcm" for c in path.iterdir())):
+        try:
+            return series_at(path).slide_id
+        except (OSError, ValueError):
+            pass  # not a readable series: the plain name, and opening it will say what is wrong
+    return path.stem if path.suffix else path.name
 
 
 def _read_slide_list(path: Path) -> list[SlideEntry]:

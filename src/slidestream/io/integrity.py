@@ -16,12 +16,30 @@ import tifffile
 TIFF_SUFFIXES = {".svs", ".tif", ".tiff", ".ndpi", ".scn", ".bif", ".svslide", ".qptiff"}
 
 
+def check_remote(url: str) -> None:
+    """The remote counterpart of :func:`check_file`: it exists, is not empty, and a file named
+    as a TIFF starts like one (cheap: one metadata request and 4 bytes)."""
+    from slidestream.io.remote import read_range, remote_size
+
+    size = remote_size(url)
+    if size == 0:
+        raise ValueError("file is empty (0 bytes)")
+    name = url.rsplit("/", 1)[-1].split("?", 1)[0].lower()
+    if any(name.endswith(s) for s in TIFF_SUFFIXES) and read_range(url, 0, 4)[:2] not in (b"II", b"MM"):
+        raise ValueError("not a TIFF file (bad header), though its name says so")
+
+
 def check_file(path: Path) -> None:
     """Raise ``ValueError`` with a short reason when the file cannot be a complete slide."""
     if not path.exists():
         raise FileNotFoundError("file does not exist")
-    if path.is_dir() and path.suffix.lower() != ".mrxs":
-        raise ValueError("is a directory, not a slide file")
+    if path.is_dir():
+        if not any(c.suffix.lower() == ".dcm" for c in path.iterdir()):
+            raise ValueError("is a directory without DICOM (.dcm) files, not a slide")
+        for dcm in (c for c in path.iterdir() if c.suffix.lower() == ".dcm"):
+            if dcm.is_file() and dcm.stat().st_size == 0:
+                raise ValueError(f"DICOM instance {dcm.name} is empty (0 bytes)")
+        return
     size = path.stat().st_size
     if size == 0:
         raise ValueError("file is empty (0 bytes)")

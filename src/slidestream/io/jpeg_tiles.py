@@ -1,4 +1,5 @@
-"""Direct JPEG-tile reading for tiled TIFF pyramids (SVS, generic TIFF): the fast read path.
+"""Direct JPEG-tile reading for tiled TIFF pyramids (SVS, generic TIFF, OME-TIFF SubIFDs) and
+DICOM WSI series with JPEG baseline frames: the fast read path.
 
 A generic reader decodes every JPEG tile under each requested region, again for every region
 that touches it, at full resolution, then resizes. For a grid of tiles this wastes most of the
@@ -26,6 +27,10 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from slidestream.io._base import blend_shift, split_position
+from slidestream.io.dicom import is_dicom_path, series_at
+from slidestream.io.remote import remote_url
+
 # An Adobe APP14 segment with transform=0 tells libjpeg the components are RGB, not YCbCr:
 # Aperio writes RGB-coded JPEG tiles (TIFF photometric RGB) without any marker saying so.
 _ADOBE_RGB = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"
@@ -42,6 +47,7 @@ class JpegLevel:
     counts: np.ndarray
     tables: bytes | None
     rgb_coded: bool
+    source: int = 0  # where the tiles live, for readers that are not one TIFF file (DICOM level number)
 
     @property
     def tiles_across(self) -> int:
@@ -95,11 +101,22 @@ class JpegPyramid:
 
     @classmethod
     def open(cls, path: str | Path, level_dimensions: list[tuple[int, int]], cache: DecodedTileCache | None = None) -> JpegPyramid | None:
-        """The pyramid if every slide level is a JPEG-tiled TIFF page, else None (use the backend)."""
+        """The pyramid if every slide level is a JPEG-tiled TIFF page (or DICOM instance with
+        JPEG baseline frames), else None (use the backend)."""
         path = Path(path)
+        if remote_url(path) is not None:  # direct tile reads need a local file descriptor
+            return None
+        if is_dicom_path(path):
+            return DicomJpegPyramid.open_series(path, level_dimensions, cache)
         try:
             with tifffile.TiffFile(path) as tif:
                 pages = [p for p in tif.pages if isinstance(p, tifffile.TiffPage)]
+                # pyramid levels kept in SubIFDs (OME-TIFF, libvips) are not top-level pages
+                for series in tif.series:
+                    for lvl in series.levels[1:]:
+                        page = lvl.keyframe
+                        if isinstance(page, tifffile.TiffPage):
+                            pages.append(page)
                 by_size = {}
                 for page in pages:
                     if page.is_tiled and page.compression == tifffile.COMPRESSION.JPEG and page.samplesperpixel == 3 \
@@ -195,6 +212,23 @@ class JpegPyramid:
                 out[oy0:oy0 + ch, ox0:ox0 + cw] = tile[sy0:sy0 + ch, sx0:sx0 + cw]
         return out
 
+    def window(self, fx: float, fy: float, w: int, h: int, scale: int = 1) -> tuple[int, int, int, int, float, float]:
+        """The scale-aligned level region (x, y, w, h) to decode for a ``w`` x ``h`` window whose
+        top-left lies at fractional level position (fx, fy), and the sub-pixel shift (in scaled
+        pixels) that :meth:`read_at` applies. ``w`` and ``h`` must be multiples of ``scale``."""
+        s = scale
+        ix, ax = split_position(fx / s)
+        iy, ay = split_position(fy / s)
+        return ix * s, iy * s, w + s * (ax > 0), h + s * (ay > 0), ax, ay
+
+    def read_at(self, level_index: int, fx: float, fy: float, w: int, h: int, scale: int = 1) -> np.ndarray:
+        """A ``w`` x ``h`` window (at 1/``scale``) whose top-left lies at the fractional level
+        position (fx, fy): the sampling openslide's ``read_region`` does (bilinear sub-pixel
+        shift), so tiles from levels with downsamples like 4.0015 land where the backend's do."""
+        x, y, rw, rh, ax, ay = self.window(fx, fy, w, h, scale)
+        region = self.read(level_index, x, y, rw, rh, scale)
+        return region if ax == 0.0 and ay == 0.0 else blend_shift(region, ax, ay)
+
     def tiles_touched(self, level_index: int, x: int, y: int, w: int, h: int) -> list[tuple[int, int]]:
         """JPEG tiles (tx, ty) under a region: what a batch must decode before assembly."""
         level = self.levels[level_index]
@@ -204,6 +238,64 @@ class JpegPyramid:
             return []
         return [(tx, ty) for ty in range(y0 // level.tile_h, (y1 - 1) // level.tile_h + 1)
                 for tx in range(x0 // level.tile_w, (x1 - 1) // level.tile_w + 1)]
+
+
+class DicomJpegPyramid(JpegPyramid):
+    """The VOLUME instances of a DICOM series whose frames are baseline JPEG, TILED_FULL, one
+    focal plane and optical path: frames come out of the files undecoded (wsidicom), and are
+    decoded here like TIFF tiles (cache, DCT scale, threads)."""
+
+    _JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+
+    def __init__(self, path: Path, levels: list[JpegLevel], cache: DecodedTileCache | None, wsi: object) -> None:
+        self.path = Path(path)
+        self.levels = levels
+        self.cache = cache or DecodedTileCache()
+        self._fd = -1
+        self._wsi = wsi
+
+    @classmethod
+    def open_series(cls, path: Path, level_dimensions: list[tuple[int, int]],
+                    cache: DecodedTileCache | None = None) -> DicomJpegPyramid | None:
+        try:
+            import pydicom
+            import wsidicom
+
+            series = series_at(path)
+            by_size = {}
+            for inst in series.volumes:
+                ds = pydicom.dcmread(inst.path, stop_before_pixels=True)
+                ok = (str(ds.file_meta.get("TransferSyntaxUID", "")) == cls._JPEG_BASELINE
+                      and str(ds.get("DimensionOrganizationType", "TILED_FULL")) == "TILED_FULL"
+                      and int(ds.get("SamplesPerPixel", 0)) == 3 and int(ds.get("BitsAllocated", 0)) == 8
+                      and int(ds.get("TotalPixelMatrixFocalPlanes", 1) or 1) == 1
+                      and int(ds.get("NumberOfOpticalPaths", 1) or 1) == 1)
+                if ok:
+                    by_size.setdefault((inst.width, inst.height), (int(ds.Columns), int(ds.Rows), str(ds.PhotometricInterpretation)))
+            if any(tuple(d) not in by_size for d in level_dimensions):
+                return None
+            wsi = wsidicom.WsiDicom.open(series.files)
+            numbers = {(lvl.size.width, lvl.size.height): lvl.level for lvl in wsi.levels}
+            levels = []
+            for w, h in level_dimensions:
+                tw, th, photometric = by_size[(w, h)]
+                n = -(-w // tw) * -(-h // th)
+                levels.append(JpegLevel(width=w, height=h, tile_w=tw, tile_h=th, offsets=np.zeros(n, np.int64),
+                                        counts=np.ones(n, np.int64), tables=None, rgb_coded=photometric == "RGB",
+                                        source=numbers[(w, h)]))
+        except Exception:  # anything unexpected in the headers: the backend reads it instead
+            return None
+        return cls(path, levels, cache, wsi)
+
+    def _jpeg_bytes(self, level: JpegLevel, index: int) -> bytes:
+        tx, ty = index % level.tiles_across, index // level.tiles_across
+        data = self._wsi.read_encoded_tile(level.source, (tx, ty), crop_to_image_boundary=False)  # type: ignore[attr-defined]
+        return data[:2] + _ADOBE_RGB + data[2:] if level.rgb_coded else data
+
+    def close(self) -> None:
+        wsi, self._wsi = getattr(self, "_wsi", None), None
+        if wsi is not None:
+            wsi.close()  # type: ignore[attr-defined]
 
 
 def dct_scale(read_px: int, out_px: int, tolerance: float = 0.02) -> int:

@@ -6,23 +6,12 @@ from pathlib import Path
 from typing import Literal
 
 from slidestream.errors import SlideOpenError
-from slidestream.io.integrity import check_file
+from slidestream.io.backend import BACKENDS, candidates, make_backend
+from slidestream.io.integrity import check_file, check_remote
+from slidestream.io.remote import RemoteError, remote_url
 from slidestream.io.slide import Slide
 
-BackendName = Literal["auto", "openslide", "tiffslide"]
-BACKENDS: tuple[str, ...] = ("openslide", "tiffslide")
-
-
-def _make_backend(name: str, path: Path):
-    if name == "openslide":
-        from slidestream.io._openslide import OpenSlideBackend
-
-        return OpenSlideBackend(path)
-    if name == "tiffslide":
-        from slidestream.io._tiffslide import TiffSlideBackend
-
-        return TiffSlideBackend(path)
-    raise ValueError(f"unknown backend {name!r}; choose one of auto, {', '.join(BACKENDS)}")
+BackendName = Literal["auto", "openslide", "tiffslide", "wsidicom", "czi"]
 
 
 def open_slide(
@@ -33,25 +22,37 @@ def open_slide(
 ) -> Slide:
     """Open a whole-slide image.
 
-    ``backend="auto"`` tries openslide first (it knows the vendor formats: MRXS, NDPI, DICOM,
-    Philips TIFF) and falls back to tiffslide (plain and strip TIFFs openslide rejects). ``mpp``
+    ``backend="auto"`` tries the backends that suit the format, best first (see
+    :mod:`slidestream.io.backend`: openslide for vendor formats and DICOM series, tiffslide for
+    OME-TIFF and plain TIFFs, pylibCZIrw for CZI); a name forces that backend. ``mpp``
     overrides the file's resolution; ``default_mpp`` is used only when the file carries none
     (safer for batches that mix well- and badly-described slides).
 
     Raises :class:`SlideOpenError` with the path and the reason when no backend can read it.
     """
+    url = remote_url(path)
     path = Path(path)
     try:
-        check_file(path)
+        if url is not None:
+            check_remote(url)
+        else:
+            check_file(path)
     except (OSError, ValueError) as exc:
-        raise SlideOpenError(path, str(exc) if str(exc) else type(exc).__name__) from exc
+        raise SlideOpenError(url or path, str(exc) if str(exc) else type(exc).__name__) from exc
     if backend != "auto" and backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
-    names = BACKENDS if backend == "auto" else (backend,)
+    if url is not None:  # only tiffslide reads through fsspec; the others need a local file
+        if backend not in ("auto", "tiffslide"):
+            raise SlideOpenError(url, f"backend {backend} reads local files only; remote slides are read with tiffslide")
+        names: tuple[str, ...] = ("tiffslide",)
+    else:
+        names = candidates(path) if backend == "auto" else (backend,)
     failures: list[str] = []
     for name in names:
         try:
-            handle = _make_backend(name, path)
+            handle = make_backend(name, path)
+        except RemoteError as exc:
+            raise SlideOpenError(url or path, str(exc)) from exc
         except Exception as exc:  # each backend has its own error zoo; all mean "not by me"
             failures.append(f"{name}: {type(exc).__name__}: {exc}".rstrip(": "))
             continue
@@ -68,4 +69,4 @@ def open_slide(
             failures.append(f"{name}: {type(exc).__name__}: {exc}")
             continue
         return slide
-    raise SlideOpenError(path, "not readable as a slide (" + "; ".join(failures) + ")")
+    raise SlideOpenError(url or path, "not readable as a slide (" + "; ".join(failures) + ")")

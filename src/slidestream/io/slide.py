@@ -17,10 +17,11 @@ import numpy as np
 from PIL import Image
 
 from slidestream.errors import MissingMppError, ResolutionError, SlideReadError
-from slidestream.io.backend import Backend, composite_on_white
+from slidestream.io._base import Backend, composite_on_white
 from slidestream.io.geometry import MPP_TOLERANCE, ReadPlan, plan_read
 from slidestream.io.jpeg_tiles import DecodedTileCache, JpegPyramid, dct_scale
 from slidestream.io.metadata import Resolution, objective_power, resolution_from_properties, vendor
+from slidestream.io.remote import remote_size, remote_url
 
 # Largest block read in one call when assembling a low-resolution image: bounds RAM whatever
 # the slide size (a 100k x 100k level is never materialised).
@@ -263,7 +264,7 @@ class Slide:
         """A JSON-ready record of the slide's geometry and metadata."""
         res = self.resolution
         return {
-            "path": str(self.path),
+            "path": remote_url(self.path) or str(self.path),
             "backend": self.backend_name,
             "vendor": self.vendor,
             "width": self.width,
@@ -277,10 +278,15 @@ class Slide:
             "objective_power": self.objective_power,
             "associated_images": list(self.associated_images),
             "size_bytes": _size_bytes(self.path),
+            **({"dicom_series_uid": str(self.properties["dicom.SeriesInstanceUID"])}
+               if self.properties.get("dicom.SeriesInstanceUID") else {}),
         }
 
 
 def _size_bytes(path: Path) -> int:
+    url = remote_url(path)
+    if url is not None:
+        return remote_size(url)
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size

@@ -177,7 +177,7 @@ class RunConfig(_Section):
 
     slides: list[Path] = Field(description="Slide files, folders (walked) or .txt/.csv slide lists (path, mpp).")
     out: Path
-    backend: Literal["auto", "openslide", "tiffslide"] = "auto"
+    backend: Literal["auto", "openslide", "tiffslide", "wsidicom", "czi"] = "auto"
     default_mpp: float | None = Field(None, gt=0)
     overwrite: bool = False
     write_images: bool = True

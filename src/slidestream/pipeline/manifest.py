@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from slidestream.errors import StoreError
+from slidestream.io.remote import location
 from slidestream.pipeline.batch import BatchResult
 
 MANIFEST_NAME = "manifest.csv"
@@ -45,7 +46,7 @@ def update_manifest(out: str | Path, result: BatchResult, stage: str, run_id: st
     for o in result.outcomes:
         details = {k: v for k, v in o.details.items() if k not in ("traceback", "error_type")}
         rows.append({
-            "slide_id": slide_id_for(o.path), "slide": str(Path(o.path).resolve()), "stage": stage, "status": o.status,
+            "slide_id": slide_id_for(o.path), "slide": location(o.path), "stage": stage, "status": o.status,
             "reason": o.reason, "error_type": o.details.get("error_type", ""), "seconds": round(o.seconds, 3),
             "finished": finished, "run_id": run_id, "details": json.dumps(details, default=str),
         })

@@ -20,7 +20,9 @@ from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.extraction.reader import open_tile_reader
 from slidestream.io import Slide, open_slide
+from slidestream.io.discovery import slide_id_for as io_slide_id_for
 from slidestream.io.fingerprint import slide_fingerprint
+from slidestream.io.remote import location
 from slidestream.pipeline.batch import Skip, report_items
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore
@@ -56,8 +58,9 @@ class SlideSource:
 
 
 def slide_id_for(path: Path) -> str:
-    """The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``)."""
-    return Path(path).stem if Path(path).suffix else Path(path).name
+    """The file name without its slide extension (``x.svs`` -> ``x``; ``x.ome.tiff`` -> ``x.ome``);
+    a DICOM series' container identifier or folder name (see :func:`slidestream.io.discovery.slide_id_for`)."""
+    return io_slide_id_for(path)
 
 
 def check_unique_ids(paths: list[Path]) -> None:
@@ -73,7 +76,7 @@ def check_unique_ids(paths: list[Path]) -> None:
 def open_store(source: SlideSource, out: Path, slide: Any) -> SlideStore:
     """Create or open the slide's store, refusing one that was made from a different file."""
     info = slide.info()
-    info["path"] = str(Path(info["path"]).resolve())
+    info["path"] = location(info["path"])
     info["fingerprint"] = slide_fingerprint(slide.path)
     store = SlideStore.create(out, source.slide_id, info)
     recorded = store.slide_info.get("fingerprint")
