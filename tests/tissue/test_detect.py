@@ -21,6 +21,7 @@ from slidestream.tissue import (
     to_feature_collection,
     write_geojson,
 )
+from slidestream.tissue.polygons import dissolve
 from tests.conftest import CMU, KIDNEY, PEN, TCGA_JP2K
 
 # Tissue share of the working image, checked by eye on the overlay PNGs (tissue outlined, pen
@@ -136,6 +137,33 @@ def test_mask_polygon_round_trip_keeps_holes_and_islands():
     back = rasterize(Polygon().union(polygons[0]).union(polygons[1]), mask.shape, (4.0, 4.0))
     iou = (back & mask).sum() / (back | mask).sum()
     assert iou > 0.98
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_unsimplified_outlines_follow_pixel_edges(seed):
+    """Thin lines, holes and islands in holes survive exactly; pieces are 4-connected, so where
+    two pixels touch only at a corner the upper one loses that corner's half (a cut through its
+    centre) rather than making an invalid self-touching ring; nothing else changes."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    mask = ndimage.binary_opening(rng.random((120, 150)) > 0.45) | (rng.random((120, 150)) > 0.97)
+    mask[5, 5:40] = True                                   # one-pixel line
+    mask[10, 10] = mask[11, 11] = True                     # corner contact only
+    mask[10, 11] = mask[11, 10] = False
+    a, b, c, d = mask[:-1, :-1], mask[:-1, 1:], mask[1:, :-1], mask[1:, 1:]
+    cut_left, cut_right = a & d & ~b & ~c, b & c & ~a & ~d
+    cut = np.zeros_like(mask)
+    cut[:-1, :-1] |= cut_left
+    cut[:-1, 1:] |= cut_right
+    polygons = mask_to_polygons(mask, (3.0, 2.0), simplify_px=0)
+    assert all(p.is_valid for p in polygons)
+    union = dissolve(polygons)
+    back = rasterize(union, mask.shape, (3.0, 2.0))
+    assert np.array_equal(back & ~cut, mask & ~cut)        # exact away from corner contacts
+    assert not (back & ~mask).any()
+    expected_px = mask.sum() - 0.5 * (cut_left.sum() + cut_right.sum())
+    assert union.area == pytest.approx(expected_px * 6.0)
 
 
 def test_ink_coloured_specks_do_not_punch_holes_in_tissue():

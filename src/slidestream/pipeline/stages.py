@@ -8,6 +8,7 @@ atomically, so an interrupted batch can simply be run again.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,6 +167,7 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
         summary = result.summary()
         store.write_tissue(feature_collection, summary, wanted, ink=ink_collection,
                            artifacts=artifacts, provenance=result.provenance or None)
+        _remember_tissue(store, result.geometry, result.image)
         return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
 
 
@@ -288,8 +290,41 @@ def _existing_store(out: Path, source: SlideSource) -> SlideStore | None:
     return SlideStore.open(path) if (path / "zarr.json").exists() else None
 
 
+# The tissue geometry last detected or parsed in this process, with the stamp of the store file it
+# came from: tiling right after detection (and the overlay after tiling) reuse it instead of
+# parsing the multi-MB GeoJSON attribute again. One entry, so a long batch holds one slide's.
+_TISSUE_MEMO: dict[str, tuple[tuple[int, int, int], Any, np.ndarray | None]] = {}
+
+
+def _tissue_stamp(store: SlideStore) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(Path(store.path) / "tissue" / "zarr.json")
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _remember_tissue(store: SlideStore, geometry: Any, image: np.ndarray | None = None) -> None:
+    _TISSUE_MEMO.clear()
+    stamp = _tissue_stamp(store)
+    if stamp is not None:
+        _TISSUE_MEMO[str(store.path)] = (stamp, None if geometry is None or geometry.is_empty else geometry, image)
+
+
+def _remembered_image(store: SlideStore) -> np.ndarray | None:
+    """The low-resolution image detection ran on, when this process detected the store's tissue."""
+    hit = _TISSUE_MEMO.get(str(store.path))
+    return hit[2] if hit is not None and hit[0] == _tissue_stamp(store) else None
+
+
 def tissue_geometry(store: SlideStore):
-    return geometry_from_feature_collection(store.read_tissue_geojson())
+    """The store's tissue (level-0 geometry, None when empty); parsed once per written version."""
+    hit = _TISSUE_MEMO.get(str(store.path))
+    if hit is not None and hit[0] == _tissue_stamp(store):
+        return hit[1]
+    geometry = geometry_from_feature_collection(store.read_tissue_geojson())
+    _remember_tissue(store, geometry, _remembered_image(store))
+    return geometry
 
 
 # ---------------------------------------------------------------------------------- tiles
@@ -334,7 +369,9 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
 
         def low_res_image() -> np.ndarray:  # read once, only if a selection or a picture needs it
             if not low_res:
-                low_res.append(slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])[0])
+                image = _remembered_image(store)  # detection's own image, when detection ran here
+                low_res.append(image if image is not None else
+                               slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])[0])
             return low_res[0]
 
         summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],

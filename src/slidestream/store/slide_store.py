@@ -246,7 +246,7 @@ class SlideStore:
         tmp_path = self.path / parent_rel / tmp_name
         node = zarr.open(tmp_path, mode="r+", zarr_format=3)
         final_attrs = {**attrs, "completed": now_iso(), "slidestream_version": __version__, "complete": True}
-        node.attrs.update(_jsonable(final_attrs))
+        node.update_attributes(_jsonable(final_attrs))  # one metadata write (attrs.update rewrites per key)
         seal(tmp_path)
         self._swap_into_place(tmp_path, self.path / rel)
         self._record_stage(rel, final_attrs)

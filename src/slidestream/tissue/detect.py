@@ -8,15 +8,13 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import shapely
-from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
 from slidestream.errors import NoTissueWarning
 from slidestream.io import Slide
 from slidestream.tissue.masks import tissue_mask
 from slidestream.tissue.params import TissueParams
-from slidestream.tissue.polygons import mask_to_polygons
+from slidestream.tissue.polygons import dissolve, mask_to_polygons
 
 MPP_RANGE = (2.0, 16.0)
 
@@ -49,7 +47,7 @@ class TissueResult:
     def ink_geometry(self) -> BaseGeometry:
         """Ink (pen marks) excluded from the tissue, as level-0 polygons: drawn for reviewers."""
         polygons = mask_to_polygons(self.pen, self.scale, self.params.simplify_px)
-        return shapely.union_all(polygons) if polygons else MultiPolygon()
+        return dissolve(polygons)
 
     @property
     def area_um2(self) -> float:
@@ -108,9 +106,7 @@ def result_from_mask(slide: Slide, image: np.ndarray, image_mpp: tuple[float, fl
     mpp0 = slide.mpp
     areas = [p.area * mpp0[0] * mpp0[1] for p in polygons]
     gdf = gpd.GeoDataFrame({"area_um2": areas, "geometry": polygons}, geometry="geometry", crs=None)
-    union = shapely.union_all(polygons) if polygons else MultiPolygon()
-    if union.geom_type == "Polygon":
-        union = MultiPolygon([union])
+    union = dissolve(polygons)
     if not polygons:
         warnings.warn(f"{slide.path}: no tissue found (threshold {threshold:.3f}); the slide gets no tiles",
                       NoTissueWarning, stacklevel=3)

@@ -34,16 +34,16 @@ def rfc7946(geometries: Any) -> np.ndarray:
 
 
 def _collection(geometries: Any, properties: list[dict[str, Any]]) -> dict[str, Any]:
-    """A FeatureCollection through geopandas (one Feature per geometry, its properties as given)."""
-    frame = gpd.GeoDataFrame(_columns(properties), geometry=list(rfc7946(geometries)), crs=None)
-    collection = frame.to_geo_dict(na="drop", drop_id=True)
-    return {"type": "FeatureCollection", "features": collection["features"]}
+    """A FeatureCollection, one Feature per geometry with its properties as given (None values
+    dropped, as geopandas' ``to_geo_dict(na="drop")`` does). Geometries are encoded by GEOS
+    (``shapely.to_geojson``) in one call: iterating coordinates in Python took ~1 s per 100 k vertices."""
+    oriented = rfc7946(geometries)
+    encoded = json.loads("[" + ",".join(shapely.to_geojson(oriented).tolist()) + "]") if len(oriented) else []
+    features = [{"type": "Feature", "properties": {k: v for k, v in props.items() if v is not None}, "geometry": geom}
+                for props, geom in zip(properties, encoded, strict=True)]
+    return {"type": "FeatureCollection", "features": features}
 
 
-def _columns(properties: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """Column-wise properties (geopandas' input form), keeping nested dicts such as QuPath classifications."""
-    keys = list(dict.fromkeys(k for p in properties for k in p))
-    return {k: [p.get(k) for p in properties] for k in keys}
 # GrandQC's artifact classes as QuPath classifications (names from the release; our short keys).
 ARTIFACT_QUPATH_CLASSES: dict[str, dict[str, Any]] = {
     "fold": {"name": "Fold", "color": [230, 120, 20]},

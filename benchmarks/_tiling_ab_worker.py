@@ -1,0 +1,68 @@
+"""One timed tissue + tiling run of one slidestream source tree (before or after a change).
+
+Run by ``bench_tiling_ab.py`` with ``PYTHONPATH`` pointing at the tree to measure. Modes:
+``api`` (``detect_tissue`` + ``tile_slide``), ``stage`` (``run_tiles`` into a fresh store with
+the PNGs, what ``slidestream tile`` does after its imports). One warm-up run first, so file
+cache and lazy imports are not timed. Prints one JSON line: seconds, tiles, geometry as WKB hex.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    mode, slide_path = sys.argv[1], Path(sys.argv[2])
+    import shapely
+
+    from slidestream.io import open_slide
+    from slidestream.tiling.grid import tile_slide
+    from slidestream.tissue.detect import detect_tissue
+
+    def api() -> tuple[float, float, object, np.ndarray]:
+        with open_slide(slide_path) as slide:
+            t0 = time.perf_counter()
+            result = detect_tissue(slide)
+            t1 = time.perf_counter()
+            grid = tile_slide(slide, result.geometry)
+            t2 = time.perf_counter()
+        return t1 - t0, t2 - t1, result.geometry, grid.coords
+
+    def stage() -> tuple[float, np.ndarray, object]:
+        from slidestream.pipeline.stages import SlideSource, run_tiles
+        from slidestream.store.slide_store import SlideStore
+        from slidestream.tiling.params import TilingParams
+
+        out = Path(tempfile.mkdtemp(prefix="ab-stage-"))
+        try:
+            source = SlideSource(slide_path)
+            t0 = time.perf_counter()
+            run_tiles(source, out, TilingParams())
+            seconds = time.perf_counter() - t0
+            coords = SlideStore.open(out / f"{source.slide_id}.zarr").read_tiles().coords
+            return seconds, np.asarray(coords), None
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+
+    if mode == "api":
+        api()
+        tissue_s, tiling_s, geometry, coords = api()
+        record = {"tissue_s": tissue_s, "tiling_s": tiling_s, "seconds": tissue_s + tiling_s,
+                  "wkb": shapely.to_wkb(geometry, hex=True)}
+    else:
+        stage()
+        seconds, coords, _ = stage()
+        record = {"seconds": seconds}
+    record.update(tiles=len(coords), coords=np.asarray(coords).tolist())
+    sys.stdout.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()
