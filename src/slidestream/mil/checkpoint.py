@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from slidestream.atomic import atomic_path
 from slidestream.errors import ConfigError
 from slidestream.mil.models import MILModel, get_model
 from slidestream.mil.tasks import Task, task_from_spec
@@ -49,21 +50,20 @@ def save_checkpoint(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     spec = task.spec()
-    torch.save(
-        {
-            "format": FORMAT,
-            "model_name": model_name,
-            "hparams": dict(getattr(model, "hparams", {})),
-            "in_dim": int(in_dim),
-            "n_outputs": int(task.n_outputs),
-            "task": spec,
-            "classes": spec.get("classes"),
-            "encoder": encoder,
-            **meta,
-            "state_dict": model.state_dict(),
-        },
-        path,
-    )
+    payload = {
+        "format": FORMAT,
+        "model_name": model_name,
+        "hparams": dict(getattr(model, "hparams", {})),
+        "in_dim": int(in_dim),
+        "n_outputs": int(task.n_outputs),
+        "task": spec,
+        "classes": spec.get("classes"),
+        "encoder": encoder,
+        **meta,
+        "state_dict": model.state_dict(),
+    }
+    with atomic_path(path) as tmp:  # a killed run never leaves a truncated model.pt
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(path: str | Path) -> LoadedModel:

@@ -8,13 +8,13 @@ the failures of a 10,000-slide run without reading logs.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
 
 import pandas as pd
 
+from slidestream.atomic import atomic_path
 from slidestream.errors import StoreError
 from slidestream.pipeline.batch import BatchResult
 
@@ -62,12 +62,10 @@ def update_manifest(out: str | Path, result: BatchResult, stage: str, run_id: st
         keep = ~old_key.isin(new_key)
         new = pd.concat([old[keep], new], ignore_index=True)
     path = out / MANIFEST_NAME
-    tmp = out / f".{MANIFEST_NAME}.{os.getpid()}.tmp"
     try:
-        new.to_csv(tmp, index=False)
-        tmp.replace(path)
-    except OSError as exc:  # e.g. a full disk: say so, and leave no half-written temporary behind
-        tmp.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:  # removes its temporary on failure
+            new.to_csv(tmp, index=False)
+    except OSError as exc:  # e.g. a full disk: say so; the temporary is already gone
         raise StoreError(path, f"cannot write the run manifest ({exc.strerror or exc}); "
                                "the previous manifest, if any, is unchanged") from exc
     return path

@@ -19,6 +19,7 @@ from typing import Literal
 import h5py
 import numpy as np
 
+from slidestream.atomic import atomic_path
 from slidestream.store.slide_store import SlideStore
 
 Layout = Literal["trident", "clam"]
@@ -48,8 +49,7 @@ def export_h5(store: SlideStore, encoder: str, dest: str | Path, layout: Layout 
         dest = dest / "h5_files"
     path = dest / f"{store.slide_id}.h5" if dest.suffix != ".h5" else dest
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with h5py.File(tmp, "w") as h5:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         if layout == "clam":
             h5.create_dataset("features", data=features.astype(np.float32))
             h5.create_dataset("coords", data=coords.astype(np.int32))
@@ -74,7 +74,6 @@ def export_h5(store: SlideStore, encoder: str, dest: str | Path, layout: Layout 
             raise ValueError(f"unknown h5 layout {layout!r}; choose trident or clam")
         h5.attrs["slidestream_provenance"] = json.dumps({"features": attrs, "tiles": tiles_attrs}, default=str)
         h5.attrs["slidestream_target_mpp"] = float(tiles_attrs["target_mpp"])
-    tmp.replace(path)
     return path
 
 
@@ -83,6 +82,5 @@ def _write_pt(features: np.ndarray, path: Path) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), tmp)

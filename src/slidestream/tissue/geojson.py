@@ -11,6 +11,8 @@ from shapely.geometry import mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import unary_union
 
+from slidestream.atomic import atomic_write_text
+
 TISSUE_CLASS = {"name": "Tissue", "color": [80, 180, 80]}
 INK_CLASS = {"name": "Ink", "color": [200, 0, 200]}
 
@@ -36,11 +38,7 @@ def geometry_to_feature_collection(geometry: BaseGeometry | None, classification
 
 
 def write_geojson(gdf: gpd.GeoDataFrame, path: Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(to_feature_collection(gdf)))
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, json.dumps(to_feature_collection(gdf)))
 
 
 def geometry_from_feature_collection(collection: dict[str, Any]) -> BaseGeometry | None:

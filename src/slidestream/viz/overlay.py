@@ -10,6 +10,8 @@ from PIL import Image, ImageDraw
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from slidestream.atomic import atomic_path
+
 # Amber and black: nothing on an H&E or IHC slide is amber, and green/blue would be confused
 # with the pen ink a reviewer is checking was excluded.
 TISSUE_COLOUR = (255, 176, 0)
@@ -75,8 +77,8 @@ def _shade(image: Image.Image, geometry: BaseGeometry, scale: tuple[float, float
 
 
 def save_png(image: Image.Image, path: Path) -> Path:
+    """Atomic PNG write (a reader never sees half a picture)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp.png")
-    image.save(tmp, compress_level=1)  # fast: these are previews, not archives
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG", compress_level=1)  # fast: these are previews, not archives
     return path
