@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from slidestream.io import SlideEntry, find_slide_entries
-from slidestream.pipeline.batch import BatchResult
+if TYPE_CHECKING:  # command modules stay cheap to import: the stages load when a command runs
+    from slidestream.io import SlideEntry
+    from slidestream.pipeline.batch import BatchResult
 
 # Logs and CI captures are not terminals; give them room instead of Rich's 80-column default.
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -23,6 +24,8 @@ def collect_slides(inputs: list[Path]) -> list[Path]:
 
 def collect_entries(inputs: list[Path]) -> list[SlideEntry]:
     """Slides (with per-slide mpp from CSV lists); missing inputs stay in, to fail as rows."""
+    from slidestream.io import SlideEntry, find_slide_entries
+
     missing = [SlideEntry(p) for p in inputs if not p.exists()]
     try:
         entries = find_slide_entries([p for p in inputs if p.exists()])
@@ -37,6 +40,8 @@ def collect_entries(inputs: list[Path]) -> list[SlideEntry]:
 
 def print_summary(result: BatchResult, title: str, columns: list[str] | None = None) -> None:
     """Per-slide table (ok / skipped / failed with reason), then one summary line."""
+    from rich.table import Table
+
     columns = columns or []
     table = Table(title=title, show_lines=False)
     table.add_column("slide", no_wrap=True)

@@ -20,12 +20,6 @@ from slidestream.cli.tiles import (
     _validated,
 )
 from slidestream.errors import SlideStreamError
-from slidestream.extraction import ExtractOptions
-from slidestream.pipeline.batch import run_batch
-from slidestream.pipeline.run import record_manifest
-from slidestream.pipeline.stages import locked, run_extract
-from slidestream.store import export_h5, iter_stores
-from slidestream.tiling.params import TilingParams
 
 
 @app.command("extract")
@@ -53,6 +47,11 @@ def extract_command(
 ) -> None:
     """Embed every tile (or a selection) of each slide; tissue and tiling run first when missing."""
     from slidestream.encoders import load_encoder  # torch import only for commands that need it
+    from slidestream.extraction import ExtractOptions
+    from slidestream.pipeline.batch import run_batch
+    from slidestream.pipeline.run import record_manifest
+    from slidestream.pipeline.stages import locked, run_extract
+    from slidestream.tiling.params import TilingParams
 
     if dtype not in ("float32", "float16"):
         err_console.print(f"[red]error[/red] invalid dtype {dtype!r}: choose float32 or float16")
@@ -93,6 +92,9 @@ def export_h5_command(
     layout: Annotated[str, typer.Option(help="trident (features+coords with attrs) or clam (h5_files/ + pt_files/, no attrs).")] = "trident",
 ) -> None:
     """Write CLAM/TRIDENT-compatible .h5 feature files so existing MIL code reads our output."""
+    from slidestream.pipeline.batch import run_batch
+    from slidestream.store import export_h5, iter_stores
+
     if layout not in ("trident", "clam"):
         err_console.print(f"[red]error[/red] invalid layout {layout!r}: choose trident or clam")
         raise typer.Exit(2)

@@ -14,10 +14,7 @@ import logging
 from pathlib import Path
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from rich.logging import RichHandler
-from rich.table import Table
 
 from slidestream.cli._app import app
 from slidestream.errors import SlideStreamError
@@ -45,6 +42,8 @@ def _model_options(pairs: list[str]) -> dict:
 
 
 def _log_to_console(verbose: bool) -> None:
+    from rich.logging import RichHandler
+
     logger = logging.getLogger("slidestream.mil")
     if not logger.handlers:
         logger.addHandler(RichHandler(console=console, show_path=False, show_time=False))
@@ -87,6 +86,8 @@ def train(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every epoch."),
 ) -> None:
     """Cross-validate a MIL model on slide stores and write a run folder."""
+    from pydantic import ValidationError
+
     from slidestream.mil import StoreBagSource, TrainConfig, cross_validate, read_labels
 
     _log_to_console(verbose)
@@ -132,6 +133,8 @@ def train(
 
 
 def _print_summary(metrics: dict, out: Path) -> None:
+    from rich.table import Table
+
     summary = Table(title=f"{metrics['model']} · {metrics['task']} · {len(metrics['folds'])} folds")
     summary.add_column("metric")
     summary.add_column("mean ± std over folds", justify="right")

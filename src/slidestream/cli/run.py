@@ -16,7 +16,7 @@ import typer
 from slidestream.cli._app import app
 from slidestream.cli._common import err_console, print_summary, write_run_report
 from slidestream.errors import ConfigError
-from slidestream.pipeline.config import STAGES, load_config
+from slidestream.pipeline.stage_names import STAGES
 
 
 @app.command("run")
@@ -30,6 +30,7 @@ def run_command(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars (off for logs and cluster jobs).")] = True,
 ) -> None:
     """Run tissue -> tiles -> selection -> features -> slide embeddings (-> MIL) as a config says."""
+    from slidestream.pipeline.config import load_config
     from slidestream.pipeline.run import run_pipeline
 
     extra = list(overrides or []) + ([f"shard={shard}"] if shard else [])

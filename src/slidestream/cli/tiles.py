@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
 from slidestream.cli._app import app
 from slidestream.cli._common import collect_entries, err_console, print_summary, write_run_report
 from slidestream.errors import ConfigError
-from slidestream.pipeline.batch import run_batch
-from slidestream.pipeline.run import record_manifest
-from slidestream.pipeline.shard import apply_shard
-from slidestream.pipeline.stages import SlideSource, check_unique_ids, locked, run_tiles, run_tissue
-from slidestream.tiling.params import SelectionParams, TilingParams
-from slidestream.tissue import TissueParams
+from slidestream.tissue import TissueParams  # its defaults are shown in --help
+
+if TYPE_CHECKING:  # the stages load when a command runs, not when the CLI starts
+    from slidestream.pipeline.stages import SlideSource
 
 SlidesArg = Annotated[list[Path], typer.Argument(help="Slide files, folders (walked), or .txt/.csv slide lists (CSV: 'path' and optional 'mpp' columns).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder: one <slide_id>.zarr store per slide.")]
@@ -27,6 +24,8 @@ ShardOpt = Annotated[str | None, typer.Option("--shard", help="Only shard i/n of
 
 
 def _validated(model, **values):
+    from pydantic import ValidationError
+
     try:
         return model(**values)
     except ValidationError as exc:
@@ -41,6 +40,9 @@ def _sources(slides: list[Path], backend: str, default_mpp: float | None, shard:
 
     Ids are checked unique over the whole list before sharding, so every shard agrees on them.
     """
+    from slidestream.pipeline.shard import apply_shard
+    from slidestream.pipeline.stages import SlideSource, check_unique_ids
+
     entries = collect_entries(slides)
     try:
         check_unique_ids([e.path for e in entries])
@@ -66,6 +68,10 @@ def tissue_command(
     min_object_um2: Annotated[float, typer.Option(help="Smallest tissue piece kept, in um^2.")] = TissueParams().min_object_um2,
 ) -> None:
     """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
+    from slidestream.pipeline.batch import run_batch
+    from slidestream.pipeline.run import record_manifest
+    from slidestream.pipeline.stages import locked, run_tissue
+
     params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2)
     sources = _sources(slides, backend, default_mpp, shard)
     by_path = {s.path: s for s in sources}
@@ -99,6 +105,11 @@ def tile_command(
     shard: ShardOpt = None,
 ) -> None:
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
+    from slidestream.pipeline.batch import run_batch
+    from slidestream.pipeline.run import record_manifest
+    from slidestream.pipeline.stages import locked, run_tiles
+    from slidestream.tiling.params import SelectionParams, TilingParams
+
     tiling = _validated(TilingParams, mpp=None if magnification else mpp, magnification=magnification,
                         tile_size=tile_size, overlap=overlap, min_tissue=min_tissue, allow_upsample=allow_upsample,
                         min_focus_ratio=min_focus_ratio)
