@@ -4,10 +4,10 @@ Every Snakemake job and every ``slidestream`` call pays this before any work, so
 a user meets it: a new interpreter, wall time of the whole process, median of ``--repeat`` runs
 (default 5), plus the number of modules an import loads and the biggest cumulative entries of
 ``python -X importtime``. ``--src`` points at the source tree to measure (default: this checkout's
-``src``), so two checkouts can be compared on the same machine in one sitting::
+``src``); ``--baseline OTHER_SRC`` measures a second tree alternately with it, run by run, so
+both see the same machine load (on a shared machine the load swings within minutes)::
 
-    python benchmarks/startup.py --label after
-    python benchmarks/startup.py --src /path/to/other/src --label before
+    python benchmarks/startup.py --baseline /path/to/main/src     # labels "before" and "after"
 
 Results go to ``benchmarks/results/startup.json`` (one entry per label, replaced on rerun).
 Nothing here asserts a time.
@@ -38,7 +38,6 @@ CASES: dict[str, list[str]] = {
     "slidestream --help": ["-c", CLI, "--help"],
     "slidestream tile --help": ["-c", CLI, "tile", "--help"],
     "slidestream info SLIDE": ["-c", CLI, "info", str(SMALL_SLIDE)],
-    "slidestream encoders": ["-c", CLI, "encoders"],
 }
 COUNT_MODULES = {
     "import slidestream": "import slidestream",
@@ -54,16 +53,22 @@ def env_for(src: Path) -> dict[str, str]:
     return env
 
 
-def wall(args: list[str], env: dict[str, str], repeat: int) -> dict[str, float | int]:
-    times = []
-    code = 0
+def wall(args: list[str], envs: dict[str, dict[str, str]], repeat: int) -> dict[str, dict[str, float | int]]:
+    """Median wall time per tree; the trees take turns, run by run."""
+    times: dict[str, list[float]] = {label: [] for label in envs}
+    codes: dict[str, int] = {}
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, cwd=REPO)
-        times.append(time.perf_counter() - t0)
-        code = proc.returncode
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
-            "max_s": round(max(times), 3), "exit_code": code}
+        for label, env in envs.items():
+            t0 = time.perf_counter()
+            proc = subprocess.run([sys.executable, *args], env=env, capture_output=True, cwd=REPO)
+            times[label].append(time.perf_counter() - t0)
+            codes[label] = proc.returncode
+    return {label: {"median_s": round(statistics.median(t), 3), "min_s": round(min(t), 3),
+                    "max_s": round(max(t), 3), "exit_code": codes[label]} for label, t in times.items()}
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def modules_loaded(statement: str, env: dict[str, str]) -> dict[str, int | bool]:
@@ -93,28 +98,42 @@ def importtime_top(statement: str, env: dict[str, str], n: int = 12) -> list[tup
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--src", type=Path, default=REPO / "src", help="source tree to measure (PYTHONPATH)")
-    parser.add_argument("--label", default="current", help="name of this measurement in the results file")
+    parser.add_argument("--label", default=None, help="name of this measurement (default: after, or current)")
+    parser.add_argument("--baseline", type=Path, default=None, help="a second source tree, measured alternately")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "startup.json")
     args = parser.parse_args()
-    env = env_for(args.src.resolve())
-    for statement in ("import slidestream", "import slidestream.cli"):  # warm the file cache once
-        subprocess.run([sys.executable, "-c", statement], env=env, capture_output=True, cwd=REPO)
-    result = {
-        "src": str(args.src.resolve()),
-        "repeat": args.repeat,
-        "wall": {name: wall(case, env, args.repeat) for name, case in CASES.items()},
-        "modules": {name: modules_loaded(stmt, env) for name, stmt in COUNT_MODULES.items()},
-        "importtime_top": {name: importtime_top(stmt, env) for name, stmt in COUNT_MODULES.items()},
-    }
-    for name, row in result["wall"].items():
-        print(f"{args.label:>8}  {name:<32} {row['median_s']:6.3f} s  (min {row['min_s']:.3f}, exit {row['exit_code']})")
-    for name, row in result["modules"].items():
-        print(f"{args.label:>8}  {name:<32} {row['modules']:5d} modules  "
-              + ", ".join(k for k in ("torch", "torchvision", "pandas", "zarr") if row[k]))
+    label = args.label or ("after" if args.baseline else "current")
+    trees = {label: args.src.resolve()}
+    if args.baseline is not None:
+        trees = {"before": args.baseline.resolve(), **trees}
+    envs = {name: env_for(src) for name, src in trees.items()}
+    for env in envs.values():  # warm the file cache once
+        for statement in ("import slidestream", "import slidestream.cli"):
+            subprocess.run([sys.executable, "-c", statement], env=env, capture_output=True, cwd=REPO)
+    load_before = load_average()
+    walls = {name: wall(case, envs, args.repeat) for name, case in CASES.items()}
+    results = {}
+    for name, src in trees.items():
+        env = envs[name]
+        results[name] = {
+            "src": str(src),
+            "repeat": args.repeat,
+            "wall": {case: walls[case][name] for case in CASES},
+            "modules": {case: modules_loaded(stmt, env) for case, stmt in COUNT_MODULES.items()},
+            "importtime_top": {case: importtime_top(stmt, env) for case, stmt in COUNT_MODULES.items()},
+            "load_average": [load_before, load_average()],
+        }
+    for name, result in results.items():
+        for case, row in result["wall"].items():
+            print(f"{name:>8}  {case:<32} {row['median_s']:7.3f} s  (min {row['min_s']:.3f}, exit {row['exit_code']})")
+        for case, row in result["modules"].items():
+            print(f"{name:>8}  {case:<32} {row['modules']:5d} modules  "
+                  + ", ".join(k for k in ("torch", "torchvision", "pandas", "zarr") if row[k]))
+    print(f"load average (1, 5, 15 min) before/after: {load_before} / {load_average()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(args.out.read_text()) if args.out.exists() else {}
-    data.setdefault("runs", {})[args.label] = result
+    data.setdefault("runs", {}).update(results)
     data["machine"] = machine()
     args.out.write_text(json.dumps(data, indent=1) + "\n")
     print(f"→ {args.out}")
