@@ -39,10 +39,13 @@ CASES: dict[str, list[str]] = {
     "slidestream tile --help": ["-c", CLI, "tile", "--help"],
     "slidestream info SLIDE": ["-c", CLI, "info", str(SMALL_SLIDE)],
 }
+HELP = ("import contextlib, io, sys; sys.argv = ['slidestream', '--help']\n"
+        "from slidestream.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n    main()")
 COUNT_MODULES = {
     "import slidestream": "import slidestream",
     "import slidestream.encoders": "import slidestream.encoders",
-    "slidestream --help (modules)": "import slidestream.cli",
+    "slidestream --help (modules)": HELP,
 }
 
 
@@ -72,7 +75,7 @@ def load_average() -> list[float]:
 
 
 def modules_loaded(statement: str, env: dict[str, str]) -> dict[str, int | bool]:
-    probe = f"import sys; base = set(sys.modules); {statement}; new = set(sys.modules) - base; " \
+    probe = f"import sys; base = set(sys.modules)\n{statement}\nnew = set(sys.modules) - base\n" \
             "print(len(new), int('torch' in sys.modules), int('torchvision' in sys.modules), " \
             "int('pandas' in sys.modules), int('zarr' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True, cwd=REPO)
@@ -102,6 +105,8 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None, help="a second source tree, measured alternately")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "startup.json")
+    parser.add_argument("--modules-only", action="store_true",
+                        help="only re-count modules and -X importtime; keep the wall times on file")
     args = parser.parse_args()
     label = args.label or ("after" if args.baseline else "current")
     trees = {label: args.src.resolve()}
@@ -112,7 +117,11 @@ def main() -> None:
         for statement in ("import slidestream", "import slidestream.cli"):
             subprocess.run([sys.executable, "-c", statement], env=env, capture_output=True, cwd=REPO)
     load_before = load_average()
-    walls = {name: wall(case, envs, args.repeat) for name, case in CASES.items()}
+    data = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if args.modules_only:
+        walls = {case: {name: data["runs"][name]["wall"][case] for name in trees} for case in CASES}
+    else:
+        walls = {name: wall(case, envs, args.repeat) for name, case in CASES.items()}
     results = {}
     for name, src in trees.items():
         env = envs[name]
@@ -122,7 +131,7 @@ def main() -> None:
             "wall": {case: walls[case][name] for case in CASES},
             "modules": {case: modules_loaded(stmt, env) for case, stmt in COUNT_MODULES.items()},
             "importtime_top": {case: importtime_top(stmt, env) for case, stmt in COUNT_MODULES.items()},
-            "load_average": [load_before, load_average()],
+            "load_average": data["runs"][name]["load_average"] if args.modules_only else [load_before, load_average()],
         }
     for name, result in results.items():
         for case, row in result["wall"].items():
@@ -132,7 +141,6 @@ def main() -> None:
                   + ", ".join(k for k in ("torch", "torchvision", "pandas", "zarr") if row[k]))
     print(f"load average (1, 5, 15 min) before/after: {load_before} / {load_average()}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    data = json.loads(args.out.read_text()) if args.out.exists() else {}
     data.setdefault("runs", {}).update(results)
     data["machine"] = machine()
     args.out.write_text(json.dumps(data, indent=1) + "\n")
