@@ -21,7 +21,7 @@ from pathlib import Path
 
 import zarr
 
-import slidestream.cli.extract as extract_cli
+import slidestream.extraction
 from slidestream.cli import main
 from slidestream.extraction import ExtractOptions
 from slidestream.store import slide_store
@@ -36,7 +36,8 @@ def pause_here(marker: Path, store: Path) -> None:
 
 
 def install(mode: str, marker: Path) -> None:
-    extract_cli.ExtractOptions = functools.partial(ExtractOptions, chunk_rows=8)  # type: ignore[assignment]
+    # `extract` imports its options class when it runs: patch where it looks it up
+    slidestream.extraction.ExtractOptions = functools.partial(ExtractOptions, chunk_rows=8)  # type: ignore[assignment,misc]
     if mode == "chunk":
         real_setitem = zarr.Array.__setitem__
         writes: dict[str, int] = {}

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import zarr
 
-import slidestream.cli.extract as extract_cli
+import slidestream.extraction
 from slidestream.cli import main
 from slidestream.extraction import ExtractOptions
 from slidestream.pipeline.manifest import MANIFEST_NAME, read_manifest
@@ -63,7 +63,7 @@ def test_enospc_while_writing_a_node_is_a_clear_per_slide_error(node, slides, tm
         return real_setitem(self, key, value)
 
     # batches of 4 and chunks of 8 rows, so a slide's features take several writes
-    monkeypatch.setattr(extract_cli, "ExtractOptions", functools.partial(ExtractOptions, chunk_rows=8))
+    monkeypatch.setattr(slidestream.extraction, "ExtractOptions", functools.partial(ExtractOptions, chunk_rows=8))
     monkeypatch.setattr(zarr.Array, "__setitem__", full_disk)
     out = tmp_path / "out"
     result = cli("extract", slides, "--out", out, *EXTRACT_ARGS, "--batch-size", "4")

@@ -133,3 +133,20 @@ def test_bad_options_are_reported(project):
         labels, stores, tmp_path / "RUN", "--model", "abmil", "--model-option", "nope=1"
     )
     assert result.exit_code == 1 and "no option(s) ['nope']" in result.output
+
+
+def test_predict_takes_a_checkpoint_of_the_original_clam(project, tmp_path):
+    """``--run`` may be a state dict saved by mahmoodlab/CLAM (keys mapped, loaded strictly)."""
+    import torch
+
+    from tests.mil.test_foreign_checkpoints import clam_state
+
+    _, stores, _ = project
+    dim = np.load(next(stores.glob("*.zarr")) / "toy.npz")["features"].shape[1]
+    torch.save(clam_state(2, mb=False, dim=dim), tmp_path / "s_0_checkpoint.pt")
+    result = runner.invoke(app, ["predict", "--run", str(tmp_path / "s_0_checkpoint.pt"), "--stores", str(stores),
+                                 "--encoder", "toy", "--out", str(tmp_path / "clam.csv")])
+    assert result.exit_code == 0, result.output
+    preds = pd.read_csv(tmp_path / "clam.csv")
+    assert len(preds) == 30 and {"prob_0", "prob_1", "pred"} <= set(preds.columns)
+    assert np.allclose(preds["prob_0"] + preds["prob_1"], 1.0)

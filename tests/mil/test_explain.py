@@ -117,3 +117,26 @@ def test_train_then_predict_with_heatmaps(tmp_path):
         assert values.shape == (len(feats),) and np.isclose(
             values.sum(), 1.0, atol=1e-4
         )  # ABMIL softmax
+
+
+def test_predict_heatmaps_from_a_checkpoint_of_the_original_dsmil(stores, tmp_path):
+    """An official (binli123/dsmil-wsi) state dict drives ``predict --heatmaps`` and ``heatmap``."""
+    import torch
+
+    from tests.mil.test_foreign_checkpoints import dsmil_state
+
+    dim = StoreBagSource.from_folder(stores, "uni").load("s0")[0].shape[1]
+    state = dsmil_state(1)  # binary DSMIL (BCE, one output), 48-d in the helper: rebuild at this dim
+    state = {k: (torch.randn(*v.shape[:-1], dim) * 0.2 if v.shape[-1] == 48 else v) for k, v in state.items()}
+    torch.save(state, tmp_path / "dsmil.pth")
+    maps = tmp_path / "maps"
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "--run", str(tmp_path / "dsmil.pth"), "--stores", str(stores),
+                                 "--encoder", "uni", "--out", str(tmp_path / "p.csv"), "--heatmaps", str(maps)])
+    assert result.exit_code == 0, result.output
+    assert "3 heatmap(s)" in result.output and (maps / "s1.attention.png").exists()
+    values, attrs = SlideStore.open(stores / "s1.zarr").read_tile_scores("attention")
+    assert np.isclose(values.sum(), 1.0, atol=1e-4) and attrs["run"].endswith("dsmil.pth")
+    redraw = runner.invoke(app, ["heatmap", str(stores), "--out", str(tmp_path / "again"), "--cmap", "viridis"])
+    assert redraw.exit_code == 0, redraw.output
+    assert (tmp_path / "again" / "s2.attention.png").exists()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import slidestream.pipeline.run as run_module
+import slidestream.pipeline.stage_runner as stage_runner
 from slidestream.errors import ConfigError
 from slidestream.pipeline.config import apply_overrides, config_from_dict, load_config
 from slidestream.store import SlideStore
@@ -109,20 +109,20 @@ def test_a_rerun_skips_everything(tmp_path_factory, tmp_path):
 def test_an_interrupted_run_resumes_to_the_reference(tmp_path_factory, tmp_path, monkeypatch):
     out = tmp_path / "out"
     config = write_config(tmp_path, REFERENCE_SLIDES, out)
-    real_extract = run_module.run_extract
+    real_extract = stage_runner.run_extract  # where the per-slide stage runner looks it up
 
     def crash_on_pen(source, *args, **kwargs):
         if source.path == PEN:
             raise RuntimeError("simulated crash during extraction")
         return real_extract(source, *args, **kwargs)
 
-    monkeypatch.setattr(run_module, "run_extract", crash_on_pen)
+    monkeypatch.setattr(stage_runner, "run_extract", crash_on_pen)
     first = run_cli("run", config, "--no-progress")
     assert first.exit_code == 1
     assert "simulated crash" in first.stderr and "2 ok, 0 skipped, 1 failed" in " ".join(first.stderr.split())
     assert not (out / ".done" / PEN.stem / "features-handcrafted.json").exists()
     assert (out / ".done" / PEN.stem / "tiles.json").exists()
-    monkeypatch.setattr(run_module, "run_extract", real_extract)
+    monkeypatch.setattr(stage_runner, "run_extract", real_extract)
     second = run_cli("run", config, "--no-progress", "--report", tmp_path / "report.json")
     assert second.exit_code == 0, second.output
     done = [(r["stage"], r["slide_id"]) for r in json.loads((tmp_path / "report.json").read_text())["outcomes"]

@@ -245,3 +245,36 @@ def test_real_store_round_trip(tmp_path):
     vec, attrs = SlideStore.open(out / "real1.zarr").read_slide_embedding("mean")
     np.testing.assert_array_equal(vec, pd.read_parquet(table)["embedding"].iloc[1])
     assert attrs["method"] == "mean" and attrs["n_tiles"] == 30
+
+
+def test_encode_cohort_is_the_same_from_python(fake_store, tmp_path):
+    """The command is a wrapper: the API gives the same table, and its notes reach ``notify``."""
+    from slidestream.slide_encoders.encode import PantherOptions, encode_cohort
+
+    out, _ = fake_store
+    assert run("--method", "panther", "--stores", out, "--encoder", "uni", "--fit", "--k", "3",
+               "--prototypes", tmp_path / "p.npz", "--table", tmp_path / "cli.parquet").exit_code == 0
+    notes: list[tuple[str, str]] = []
+    table = encode_cohort(out, "panther", ["uni"], tmp_path / "api.parquet", fit=True,
+                          prototypes=tmp_path / "p2.npz", panther=PantherOptions(k=3),
+                          notify=lambda label, text: notes.append((label, text)))
+    cli = pd.read_parquet(tmp_path / "cli.parquet")
+    assert list(table["status"]) == ["ok"] * 4
+    np.testing.assert_allclose(np.stack(table["embedding"]), np.stack(cli["embedding"]), atol=1e-6)
+    assert any(text.startswith("prototypes: K=3") for label, text in notes)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"mean_mode": "max"}, "--mean-mode"),
+    ({"panther": {"out_type": "bogus"}}, "--out-type"),
+    ({"panther": {"tau": 0.0}}, "--tau"),
+    ({"cobra": {"top_k": 0}}, "--top-k"),
+])
+def test_encode_cohort_refuses_bad_options_before_reading(tmp_path, kwargs, message):
+    from slidestream.errors import ConfigError
+    from slidestream.slide_encoders.encode import CobraOptions, PantherOptions, encode_cohort
+
+    options = {"panther": PantherOptions(**kwargs.pop("panther", {})), "cobra": CobraOptions(**kwargs.pop("cobra", {}))}
+    with pytest.raises(ConfigError, match=message):  # the folder does not exist: checked first
+        encode_cohort(tmp_path / "missing", "mean", ["uni"], tmp_path / "t.parquet", **options, **kwargs)
+    assert not (tmp_path / "t.parquet").exists()

@@ -10,17 +10,17 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from slidestream.errors import ConfigError
-from slidestream.io import SlideEntry, find_slide_entries
-from slidestream.pipeline.batch import BatchResult
-from slidestream.pipeline.manifest import check_output_folder
+
+if TYPE_CHECKING:  # command modules stay cheap to import: the stages load when a command runs
+    from slidestream.io import SlideEntry
+    from slidestream.pipeline.batch import BatchResult
 
 # Logs and CI captures are not terminals; give them room instead of Rich's 80-column default.
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
@@ -47,6 +47,8 @@ def finite(value: float | None) -> float | None:
 def prepare_out(out: Path) -> Path:
     """The output folder, created and proven writable, or exit 2 with what is wrong with it."""
     try:
+        from slidestream.pipeline.manifest import check_output_folder
+
         return check_output_folder(out)
     except ConfigError as exc:
         print_error(exc)
@@ -60,6 +62,8 @@ def collect_slides(inputs: list[Path]) -> list[Path]:
 
 def collect_entries(inputs: list[Path]) -> list[SlideEntry]:
     """Slides (with per-slide mpp from CSV lists); missing inputs stay in, to fail as rows."""
+    from slidestream.io import SlideEntry, find_slide_entries
+
     missing = [SlideEntry(p) for p in inputs if not _exists(p)]
     notes: list[str] = []
     try:
@@ -101,6 +105,8 @@ def print_summary(result: BatchResult, title: str, columns: list[str] | None = N
     ``as_json`` also the results as JSON on stdout."""
     if as_json:
         print_json(batch_json(result, command or title))
+    from rich.table import Table
+
     columns = columns or []
     table = Table(title=title, show_lines=False)
     table.add_column("slide", no_wrap=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -32,13 +32,15 @@ from slidestream.cli.tiles import (
     run_slides,
 )
 from slidestream.errors import EmptyBagError, SlideStreamError
-from slidestream.extraction import ExtractOptions
-from slidestream.pipeline.batch import DEFAULT_BUSY_WAIT_S, BatchResult, Skip, run_batch
-from slidestream.pipeline.config import check_device
-from slidestream.pipeline.stages import run_extract
-from slidestream.store import SlideStore, export_h5, iter_stores
-from slidestream.store.stamp_export import export_stamp
-from slidestream.tiling.params import TilingParams
+from slidestream.pipeline.batch import (  # rich only: cheap
+    DEFAULT_BUSY_WAIT_S,
+    BatchResult,
+    Skip,
+    run_batch,
+)
+
+if TYPE_CHECKING:  # zarr loads when an export runs
+    from slidestream.store import SlideStore
 
 
 @app.command("extract")
@@ -68,6 +70,10 @@ def extract_command(
 ) -> None:
     """Embed every tile (or a selection) of each slide; tissue and tiling run first when missing."""
     from slidestream.encoders import load_encoder  # torch import only for commands that need it
+    from slidestream.extraction import ExtractOptions
+    from slidestream.pipeline.config import check_device
+    from slidestream.pipeline.stages import run_extract
+    from slidestream.tiling.params import TilingParams
 
     if dtype not in ("float32", "float16"):
         print_error(f"invalid dtype {dtype!r}: choose float32 or float16")
@@ -117,6 +123,8 @@ StoresArg = Annotated[Path, typer.Argument(help="Folder of <slide_id>.zarr store
 
 def export_stores(stores: Path) -> list[Path]:
     """``stores`` itself when it is one store, else the stores inside it; none is a usage error."""
+    from slidestream.store import iter_stores
+
     paths = [stores] if (stores / "zarr.json").exists() else [s.path for s in iter_stores(stores)]
     if not paths:
         print_error(f"no slide stores in {stores}")
@@ -127,6 +135,8 @@ def export_stores(stores: Path) -> list[Path]:
 def export_batch(paths: list[Path], write: Callable[[SlideStore], Path]) -> BatchResult:
     """Run one export per store; a slide without tiles is skipped with its reason, as CLAM,
     TRIDENT and STAMP write no file for it (and MIL models crash on an empty bag)."""
+    from slidestream.store import SlideStore
+
     def one(path: Path) -> dict:
         try:
             written = write(SlideStore.open(path))
@@ -147,6 +157,9 @@ def export_h5_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Write CLAM/TRIDENT/STAMP-compatible .h5 feature files so existing MIL code reads our output."""
+    from slidestream.store import export_h5
+    from slidestream.store.stamp_export import export_stamp
+
     if layout not in H5_LAYOUTS:
         err_console.print(f"[red]error[/red] invalid layout {layout!r}: choose {', '.join(H5_LAYOUTS)}")
         raise typer.Exit(2)

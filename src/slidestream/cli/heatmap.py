@@ -13,45 +13,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import JsonOpt, err_console, print_error, print_summary
-from slidestream.pipeline.batch import BatchResult, run_batch
-
-STYLE_NORMALIZE = ("percentile", "minmax", "none")
-
-
-def draw_maps(
-    stores: list[Path],
-    name: str,
-    out: Path,
-    *,
-    slides_dir: Path | None = None,
-    max_size: int = 1024,
-    geojson: bool = True,
-    **style: object,
-) -> BatchResult:
-    """One PNG (+ GeoJSON) per store into ``out``; a store that fails is a row, not a crash."""
-    from slidestream.store import SlideStore
-    from slidestream.viz.heatmap import write_score_maps
-
-    def one(path: Path) -> dict:
-        return write_score_maps(
-            SlideStore.open(path),
-            name,
-            out,
-            geojson=geojson,
-            max_size=max_size,
-            slides_dir=slides_dir,
-            **style,
-        )
-
-    return run_batch(stores, one, description=f"maps {name}", show_progress=False)
-
-
-def store_paths(stores: Path) -> list[Path]:
-    """``stores`` itself when it is one store, else its ``*.zarr`` children."""
-    if (stores / "zarr.json").exists() and stores.suffix == ".zarr":
-        return [stores]
-    return sorted(p for p in stores.glob("*.zarr") if (p / "zarr.json").exists())
+from slidestream.cli._common import JsonOpt, print_error, print_summary
 
 
 @app.command("heatmap")
@@ -84,23 +46,19 @@ def heatmap_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Draw tile_scores/<name> of each store over its thumbnail; categorical scores as prototype maps."""
-    if normalize not in STYLE_NORMALIZE:
-        err_console.print(
-            f"[red]error[/red] --normalize {normalize!r}: choose {', '.join(STYLE_NORMALIZE)}"
-        )
-        raise typer.Exit(2)
-    try:
-        from slidestream.viz.heatmap import colour_lut
+    from slidestream.errors import ConfigError
+    from slidestream.pipeline.maps import check_style, draw_score_maps, store_paths
 
-        colour_lut(cmap)
-    except ValueError as exc:
-        print_error(f"--cmap: {exc}")
+    try:
+        check_style(cmap=cmap, normalize=normalize)
+    except ConfigError as exc:
+        print_error(exc.reason)
         raise typer.Exit(2) from None
     paths = store_paths(stores)
     if not paths:
         print_error(f"no slide stores in {stores}")
         raise typer.Exit(2)
-    result = draw_maps(
+    result = draw_score_maps(
         paths,
         scores,
         out,

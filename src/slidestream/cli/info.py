@@ -10,8 +10,6 @@ import typer
 
 from slidestream.cli._app import app
 from slidestream.cli._common import collect_slides, print_summary
-from slidestream.io import open_slide
-from slidestream.pipeline.batch import run_batch
 
 
 @app.command("info")
@@ -21,6 +19,9 @@ def info(
     backend: Annotated[str, typer.Option(help="auto, openslide, tiffslide, wsidicom (DICOM) or czi.")] = "auto",
 ) -> None:
     """Dimensions, levels, mpp, objective power and vendor of each slide."""
+    from slidestream.io import open_slide
+    from slidestream.pipeline.batch import run_batch
+
     slides = collect_slides(paths)
     records: list[dict] = []
 

@@ -13,9 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
@@ -47,6 +45,7 @@ def _model_options(pairs: list[str]) -> dict:
 
 
 def _log_to_console(verbose: bool) -> None:
+
     logger = logging.getLogger("slidestream.mil")
     if not logger.handlers:
         logger.addHandler(RichHandler(console=console, show_path=False, show_time=False))
@@ -92,6 +91,8 @@ def train(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log every epoch."),
 ) -> None:
     """Cross-validate a MIL model on slide stores and write a run folder."""
+    from pydantic import ValidationError
+
     from slidestream.mil import StoreBagSource, TrainConfig, cross_validate, read_labels
 
     _log_to_console(verbose)
@@ -138,6 +139,7 @@ def train(
 
 
 def _print_summary(metrics: dict, out: Path) -> None:
+
     summary = Table(title=f"{metrics['model']} · {metrics['task']} · {len(metrics['folds'])} folds")
     summary.add_column("metric")
     summary.add_column("mean ± std over folds", justify="right")
@@ -184,12 +186,7 @@ def predict(
         result = run_predict(run, source, folds=fold or None)
     except SlideStreamError as exc:
         raise _fail(str(exc)) from None
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result.table.to_csv(out, index=False)
-    if scores_dir is not None:
-        scores_dir.mkdir(parents=True, exist_ok=True)
-        for slide_id, scores in result.scores.items():
-            np.savez(scores_dir / f"{slide_id}.npz", scores=scores, coords=result.coords[slide_id])
+    result.write(out, scores_dir)
     console.print(f"{len(result.table)} slide(s) predicted → {out}")
     problems = 0
     if store_scores or heatmaps is not None:
@@ -207,22 +204,14 @@ def _store_and_draw(
     result, source, run: Path, name: str, heatmaps: Path | None, slides: Path | None, size: int
 ) -> int:
     """tile_scores/<name> into every store, then the pictures; returns the number of failures."""
-    from slidestream.cli.heatmap import draw_maps
-    from slidestream.mil.explain import write_tile_scores
+    from slidestream.pipeline.maps import store_and_draw
 
-    failures = write_tile_scores(result, source, name=name, run=run)
-    for slide_id, reason in failures.items():
+    done = store_and_draw(result, source, run, name, heatmaps, slides_dir=slides, max_size=size)
+    for slide_id, reason in done.failures.items():
         console.print(f"[yellow]tile scores not stored[/] {slide_id}: {reason}", soft_wrap=True)
-    stored = [s for s in result.scores if s not in failures]
-    console.print(f"tile_scores/{name} stored in {len(stored)}/{len(result.scores)} store(s)")
-    if heatmaps is None:
-        return len(failures)
-    drawn = draw_maps(
-        [source.path(s) for s in stored], name, heatmaps, slides_dir=slides, max_size=size
-    )
-    for outcome in drawn.failed:
-        console.print(
-            f"[yellow]no heatmap[/] {outcome.path.name}: {outcome.reason}", soft_wrap=True
-        )
-    console.print(f"{drawn.count('ok')} heatmap(s) → {heatmaps}")
-    return len(failures) + len(drawn.failed)
+    console.print(f"tile_scores/{name} stored in {len(done.stored)}/{len(result.scores)} store(s)")
+    if done.drawn is not None:
+        for outcome in done.drawn.failed:
+            console.print(f"[yellow]no heatmap[/] {outcome.path.name}: {outcome.reason}", soft_wrap=True)
+        console.print(f"{done.drawn.count('ok')} heatmap(s) → {heatmaps}")
+    return done.problems

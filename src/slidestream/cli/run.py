@@ -24,7 +24,7 @@ from slidestream.cli._common import (
     write_run_report,
 )
 from slidestream.errors import ConfigError
-from slidestream.pipeline.config import STAGES, load_config
+from slidestream.pipeline.stage_names import STAGES
 
 
 @app.command("run")
@@ -40,6 +40,7 @@ def run_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Run tissue -> tiles -> selection -> features -> slide embeddings (-> MIL) as a config says."""
+    from slidestream.pipeline.config import load_config
     from slidestream.pipeline.run import run_pipeline
 
     extra = list(overrides or []) + ([f"shard={shard}"] if shard else []) + ([f"lock.wait_s={wait}"] if wait is not None else [])

@@ -1,5 +1,9 @@
 """``slidestream slide-encode`` and ``slidestream probe``: slide embeddings and their linear probes.
 
+Thin over the API: :func:`slidestream.slide_encoders.encode.encode_cohort` does the work (option
+checks, PANTHER prototype fitting, COBRA pre-training or strict loading, embedding every store);
+this module parses options and prints.
+
 ``slide-encode`` embeds a directory of stores (PANTHER, COBRA, mean, and the slide foundation
 encoders TITAN, PRISM, GigaPath, CHIEF, MADELEINE, FEATHER with ``--weights``) into
 ``slide_embeddings/<method>`` and a cohort Parquet table; PANTHER also stores each tile's prototype (``tile_scores/
@@ -12,7 +16,7 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -20,10 +24,6 @@ from rich.markup import escape
 
 from slidestream.cli._app import app
 from slidestream.errors import ConfigError, SlideStreamError
-from slidestream.pipeline.config import check_device
-
-if TYPE_CHECKING:  # the command imports torch-heavy modules only when it runs
-    from slidestream.slide_encoders.cohort import EncoderSpec, SlideFn
 
 
 class Method(StrEnum):
@@ -98,47 +98,35 @@ def slide_encode(
     ),
 ) -> None:
     """Embed every slide store, write slide_embeddings/<method> and a one-row-per-slide table."""
-    from slidestream.slide_encoders import cohort
+    from slidestream.slide_encoders.encode import CobraOptions, PantherOptions, encode_cohort
 
     console = Console(stderr=True, soft_wrap=True)  # error lines stay greppable
+
+    def notify(label: str, text: str) -> None:
+        console.print(f"  [yellow]{label}[/yellow] {text}" if label else text)
+
     try:
-        _check_options(out_type=out_type, mean_mode=mean_mode, tau=tau, eps=eps)
+        from slidestream.pipeline.config import check_device
+
         if why := check_device(device):
             raise ConfigError(None, f"--device: {why}")
-        paths = cohort.find_stores(stores)
-        specs = [cohort.EncoderSpec.parse(e) for e in encoder]
-        if method is not Method.cobra and len(specs) != 1:
-            raise ConfigError(None, f"--encoder: {method.value} takes exactly one patch encoder")
-        provenance: dict = {}
-        if method in _FOUNDATION:
-            from slidestream.slide_encoders.foundation import encode_cohort
-
-            result = encode_cohort(paths, method.value, encoder[0], weights, device=device)
-        elif method is Method.panther:
-            slide_fn, provenance = _panther(
-                paths,
-                specs[0],
-                fit,
-                prototypes,
-                k,
-                samples_per_prototype,
-                seed,
-                console,
-                em_iter=em_iter,
-                tau=tau,
-                eps=eps,
-                out_type=out_type,
-            )
-        elif method is Method.cobra:
-            slide_fn, provenance = _cobra(
-                paths, specs, fit, checkpoint, preset, console,
-                top_k=top_k, aggregate=aggregate, device=device, epochs=epochs, seed=seed,
-            )
-        else:
-            slide_fn = cohort.mean_slide_fn(mean_mode)
-        if method not in _FOUNDATION:
-            result = cohort.encode_stores(paths, method.value, specs, slide_fn, provenance=provenance)
-        cohort.write_cohort_table(result, table)
+        result = encode_cohort(
+            stores,
+            method.value,  # type: ignore[arg-type]
+            encoder,
+            table,
+            fit=fit,
+            prototypes=prototypes,
+            checkpoint=checkpoint,
+            panther=PantherOptions(k=k, samples_per_prototype=samples_per_prototype, em_iter=em_iter,
+                                   tau=tau, eps=eps, out_type=out_type, seed=seed),
+            cobra=CobraOptions(preset=None if preset is None else preset.value,  # type: ignore[arg-type]
+                               top_k=top_k, aggregate=aggregate, epochs=epochs, device=device, seed=seed),
+            mean_mode=mean_mode,
+            weights=weights,
+            device=device,
+            notify=notify,
+        )
     except SlideStreamError as exc:
         console.print(f"[red]error[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
@@ -164,112 +152,15 @@ def slide_encode(
 
 def _prototype_maps(result: Any, maps: Path, slides: Path | None, console: Console) -> int:
     """Prototype maps of the embedded slides; returns how many could not be drawn."""
-    from slidestream.cli.heatmap import draw_maps
+    from slidestream.pipeline.maps import draw_score_maps
     from slidestream.slide_encoders.cohort import PROTOTYPE_SCORES
 
     ok = [Path(p) for p in result.loc[result["status"] == "ok", "store"]]
-    drawn = draw_maps(ok, PROTOTYPE_SCORES, maps, slides_dir=slides)
+    drawn = draw_score_maps(ok, PROTOTYPE_SCORES, maps, slides_dir=slides)
     for outcome in drawn.failed:
         console.print(f"  [yellow]no prototype map[/yellow] {outcome.path.name}: {outcome.reason}")
     console.print(f"{drawn.count('ok')} prototype map(s) → {maps}")
     return len(drawn.failed)
-
-
-def _panther(
-    paths: list[Path],
-    spec: EncoderSpec,
-    fit: bool,
-    prototypes: Path | None,
-    k: int,
-    samples_per_prototype: int,
-    seed: int,
-    console: Console,
-    **em: Any,
-) -> tuple[SlideFn, dict[str, Any]]:
-    """Fit (and save) or load the prototypes; the per-slide PANTHER function."""
-    from slidestream.slide_encoders import cohort
-    from slidestream.slide_encoders.prototypes import load_prototypes
-
-    if prototypes is None:
-        raise ConfigError(None, "--prototypes: required for panther (the file to write with --fit)")
-    if fit:
-        protos = cohort.fit_cohort_prototypes(
-            paths, spec.store_name, k, samples_per_prototype=samples_per_prototype, seed=seed
-        )
-        prototypes = protos.save(prototypes)
-        skipped = protos.provenance.get("skipped", {})
-        for sid, reason in skipped.items():
-            console.print(f"  [yellow]skipped for prototypes[/yellow] {sid}: {reason}")
-        console.print(
-            f"prototypes: K={protos.k} from {protos.provenance['n_sampled']} tiles of "
-            f"{protos.provenance['n_slides']} slide(s) → {prototypes}"
-        )
-    else:
-        protos = load_prototypes(prototypes)
-    return cohort.panther_slide_fn(protos, **em), {"prototypes": str(prototypes)}
-
-
-def _check_options(*, out_type: str, mean_mode: str, tau: float, eps: float) -> None:
-    """Refuse bad settings before any store is read (not after minutes of prototype fitting)."""
-    from slidestream.slide_encoders.panther import embedding_dim
-
-    try:
-        embedding_dim(2, 2, out_type)
-    except ValueError as exc:
-        raise ConfigError(None, f"--out-type: {exc}") from None
-    if mean_mode not in ("mean", "meanmax"):
-        raise ConfigError(None, f"--mean-mode {mean_mode!r}: choose mean or meanmax")
-    if tau <= 0 or eps <= 0:
-        raise ConfigError(None, f"--tau and --eps must be positive (got {tau}, {eps})")
-
-
-def _cobra(
-    paths: list[Path],
-    specs: list[EncoderSpec],
-    fit: bool,
-    checkpoint: Path | None,
-    preset: Preset | None,
-    console: Console,
-    *,
-    top_k: int | None,
-    aggregate: str | None,
-    device: str,
-    epochs: int,
-    seed: int,
-) -> tuple[SlideFn, dict[str, Any]]:
-    """Pre-train and save, or load strictly (architecture from the file unless a preset is given)."""
-    from slidestream.slide_encoders import cohort
-    from slidestream.slide_encoders.cobra import cobra_i_config, cobra_ii_config
-    from slidestream.slide_encoders.cobra_weights import load_cobra, save_cobra
-
-    if checkpoint is None:
-        raise ConfigError(None, "--checkpoint: required for cobra (the file to write with --fit)")
-    make_config = cobra_i_config if preset is Preset.cobra1 else cobra_ii_config
-    if fit:
-        model, trained = cohort.fit_cobra(
-            paths, specs, make_config, epochs=epochs, device=device, seed=seed
-        )
-        for sid, reason in trained["skipped"].items():
-            console.print(f"  [yellow]skipped for pre-training[/yellow] {sid}: {reason}")
-        save_cobra(model, checkpoint, extra={"encoders": [s.store_name for s in specs], **trained})
-        console.print(
-            f"cobra: pre-trained {trained['epochs']} epochs on {trained['pretrained_on']} slides "
-            f"(final loss {trained['final_loss']:.4f}) → {checkpoint}"
-        )
-    else:
-        model = load_cobra(checkpoint, None if preset is None else make_config())
-    known = set(model.config.input_dims)
-    unknown = [s.model_name for s in specs if s.model_name not in known and s.model_name != aggregate]
-    if len(unknown) == len(specs):
-        raise ConfigError(
-            checkpoint, f"the model has no projection for {', '.join(unknown)} "
-            f"(it knows {', '.join(sorted(known))}); map a store encoder with NAME=MODEL_NAME"
-        )
-    if aggregate is not None and aggregate not in {s.model_name for s in specs}:
-        raise ConfigError(None, f"--aggregate {aggregate!r} is not one of the --encoder names")
-    return cohort.cobra_slide_fn(model, aggregate=aggregate, top_k=top_k, device=device), {
-        "checkpoint": str(checkpoint)
-    }
 
 
 @app.command("probe")
@@ -312,6 +203,5 @@ def probe(
         console.print(f"[red]error[/red] {exc}")
         raise typer.Exit(1) from exc
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result.per_fold.to_csv(out, index=False)
+        result.write(out)
     Console().print(f"{table.name}: {result}")

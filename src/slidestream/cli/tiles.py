@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
 
 from slidestream.cli._app import app
 from slidestream.cli._common import (
@@ -21,13 +20,13 @@ from slidestream.cli._common import (
     write_run_report,
 )
 from slidestream.errors import ConfigError, WeightsError
-from slidestream.io.discovery import check_mpp
-from slidestream.pipeline.batch import DEFAULT_BUSY_WAIT_S, BatchResult, run_batch
-from slidestream.pipeline.manifest import ManifestRecorder
-from slidestream.pipeline.shard import apply_shard
-from slidestream.pipeline.stages import SlideSource, check_unique_ids, locked, run_tiles, run_tissue
-from slidestream.tiling.params import SelectionParams, TilingParams
-from slidestream.tissue import TissueParams
+from slidestream.pipeline.batch import DEFAULT_BUSY_WAIT_S  # rich only: cheap
+from slidestream.tissue import TissueParams  # its defaults are shown in --help
+
+if TYPE_CHECKING:  # the stages load when a command runs, not when the CLI starts
+    from slidestream.pipeline.batch import BatchResult
+    from slidestream.pipeline.manifest import ManifestRecorder
+    from slidestream.pipeline.stages import SlideSource
 
 SlidesArg = Annotated[list[Path], typer.Argument(help="Slide files, folders (walked), or .txt/.csv slide lists (CSV: 'path' and optional 'mpp' columns).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder: one <slide_id>.zarr store per slide.")]
@@ -41,6 +40,8 @@ WaitOpt = Annotated[float, typer.Option("--wait", min=0, callback=finite, help="
 def _validated(model, options: dict[str, str] | None = None, **values):
     """``model(**values)``, or exit 2 naming the option as the user typed it (``options`` maps a
     field to its option where the names differ: method -> --select) and the value given."""
+    from pydantic import ValidationError
+
     try:
         return model(**values)
     except ValidationError as exc:
@@ -58,6 +59,10 @@ def _sources(slides: list[Path], backend: str, default_mpp: float | None, shard:
 
     Ids are checked unique over the whole list before sharding, so every shard agrees on them.
     """
+    from slidestream.io.discovery import check_mpp
+    from slidestream.pipeline.shard import apply_shard
+    from slidestream.pipeline.stages import SlideSource, check_unique_ids
+
     entries = collect_entries(slides)
     if default_mpp is not None and (why := check_mpp(default_mpp, "--default-mpp")):
         print_error(why)
@@ -95,6 +100,10 @@ def _check_weights(params: TissueParams) -> None:
 def run_slides(out: Path, sources: list[SlideSource], task: Callable[[SlideSource], dict], *, stage: str,
                description: str, wait: float) -> tuple[BatchResult, ManifestRecorder]:
     """``task`` for every source under its slide lock, each slide's manifest row written as it finishes."""
+    from slidestream.pipeline.batch import run_batch
+    from slidestream.pipeline.manifest import ManifestRecorder
+    from slidestream.pipeline.stages import locked
+
     by_path = {s.path: s for s in sources}
     recorder = ManifestRecorder(out, stage)
     result = run_batch([s.path for s in sources], lambda p: locked(out, by_path[p], lambda: task(by_path[p])),
@@ -136,6 +145,8 @@ def tissue_command(
     random_init: Annotated[bool, typer.Option("--random-init", hidden=True, help="Tests only: random weights.")] = False,
 ) -> None:
     """Detect tissue: <id>.geojson (QuPath), <id>.tissue.png, and the store's tissue node."""
+    from slidestream.pipeline.stages import run_tissue
+
     excluded = tuple(x.strip() for x in exclude_artifacts.split(",") if x.strip()) if exclude_artifacts else ()
     params = _validated(TissueParams, remove_pen=not no_pen_removal, min_object_um2=min_object_um2, method=method,
                         weights=weights, combine=combine, threshold=threshold, model_mpp=model_mpp, artifacts=artifacts,
@@ -177,6 +188,9 @@ def tile_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Tile slides at a target resolution (tissue first when missing); optionally select a subset."""
+    from slidestream.pipeline.stages import run_tiles
+    from slidestream.tiling.params import SelectionParams, TilingParams
+
     if mpp is not None and magnification is not None:
         print_error(f"--mpp {mpp:g} and --magnification {magnification:g} contradict each other: give one")
         raise typer.Exit(2)

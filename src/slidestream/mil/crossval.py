@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from slidestream.atomic import atomic_path, atomic_write_text
 from slidestream.errors import StoreError
 from slidestream.mil.bags import Bag, BagSource
 from slidestream.mil.checkpoint import save_checkpoint
@@ -84,7 +85,7 @@ def cross_validate(
     get_model(config.model, in_dim, 2, **config.model_kwargs)  # fail fast on bad options
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(config.model_dump_json(indent=2) + "\n")
+    atomic_write_text(run_dir / "config.json", config.model_dump_json(indent=2) + "\n")
 
     rows = labels.table.set_index("slide_id", drop=False)
     oof_parts, fold_metrics = [], []
@@ -101,7 +102,8 @@ def cross_validate(
             )
 
     oof = pd.concat(oof_parts).set_index("slide_id").loc[labels.slide_ids].reset_index()
-    oof.to_csv(run_dir / "oof_predictions.csv", index=False)
+    with atomic_path(run_dir / "oof_predictions.csv") as tmp:
+        oof.to_csv(tmp, index=False)
     task = build_task(config, labels, labels.slide_ids)
     outputs = oof[[c for c in oof.columns if c.startswith(("prob_", "risk", "surv_"))]]
     metrics = {
@@ -165,7 +167,8 @@ def _run_fold(k, folds, labels, rows, source, config, in_dim, run_dir):
         fold=k,
         test_slides=test_ids,
     )
-    pd.DataFrame(result.history).to_csv(fold_dir / "history.csv", index=False)
+    with atomic_path(fold_dir / "history.csv") as tmp:
+        pd.DataFrame(result.history).to_csv(tmp, index=False)
     return part, metrics
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from slidestream.atomic import atomic_path
 from slidestream.errors import ConfigError
 from slidestream.mil.bags import BagSource
 from slidestream.mil.checkpoint import LoadedModel, load_checkpoint
@@ -28,6 +29,21 @@ class MILPredictions:
     table: pd.DataFrame
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     coords: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def write(self, out: str | Path, scores_dir: str | Path | None = None) -> Path:
+        """The table as CSV at ``out``; with ``scores_dir`` also ``<slide_id>.npz`` per slide
+        (``scores`` and level-0 ``coords`` of its tiles). Every file is written atomically."""
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            self.table.to_csv(tmp, index=False)
+        if scores_dir is not None:
+            scores_dir = Path(scores_dir)
+            scores_dir.mkdir(parents=True, exist_ok=True)
+            for slide_id, scores in self.scores.items():
+                with atomic_path(scores_dir / f"{slide_id}.npz") as tmp:
+                    np.savez(tmp, scores=scores, coords=self.coords[slide_id])
+        return out
 
 
 def load_run(run: str | Path, folds: Sequence[int] | None = None) -> list[LoadedModel]:

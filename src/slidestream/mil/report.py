@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from slidestream.atomic import atomic_write_text
 from slidestream.mil.metrics import SUMMARY_KEYS
 
 
@@ -24,7 +25,7 @@ def json_ready(value: Any) -> Any:
 
 
 def write_metrics(path: Path, metrics: dict) -> None:
-    path.write_text(json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(path, json.dumps(json_ready(metrics), indent=2, allow_nan=False) + "\n")
 
 
 def write_summary(path: Path, metrics: dict) -> None:
@@ -68,7 +69,7 @@ def write_summary(path: Path, metrics: dict) -> None:
         for c, row in zip(classes, pooled["confusion_matrix"], strict=True):
             lines.append(f"| **{c}** | " + " | ".join(str(v) for v in row) + " |")
         lines.append("")
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
 
 
 def _num(value: Any) -> str:

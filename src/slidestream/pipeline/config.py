@@ -41,12 +41,10 @@ from pydantic import (
 from slidestream.errors import ConfigError
 from slidestream.io.discovery import MAX_LEVEL0_MPP
 from slidestream.pipeline.shard import Shard
+from slidestream.pipeline.stage_names import COHORT_STAGES, PER_SLIDE_STAGES, STAGES  # noqa: F401 (re-exported)
 from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue.params import TissueParams
 
-STAGES = ("tissue", "tiles", "features", "prototypes", "slide_embedding", "mil")
-PER_SLIDE_STAGES = ("tissue", "tiles", "features", "slide_embedding")
-COHORT_STAGES = ("prototypes", "mil")
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 

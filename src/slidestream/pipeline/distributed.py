@@ -6,7 +6,7 @@ Where dask pays, and where it does not:
   across slides: one task per slide on many worker *processes* (the work holds the GIL in places:
   polygon operations, per-tile bookkeeping) scales with cores and, with a scheduler address or
   ``dask-jobqueue``, with nodes. The task is the same per-slide code as the serial run
-  (:func:`slidestream.pipeline.run.run_stage`), under the same slide lock, so the stores are the
+  (:func:`slidestream.pipeline.stage_runner.run_stage`), under the same slide lock, so the stores are the
   same; only where it runs changes.
 * **Extraction** is not sent to dask: a GPU wants one long-lived process holding the model, fed by
   reader threads (``features.workers``). Dask tasks would reload weights per task or contend for
@@ -32,6 +32,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from slidestream.errors import ConfigError
 from slidestream.pipeline.batch import BatchResult, SlideOutcome, run_batch
 from slidestream.pipeline.config import DaskConfig, RunConfig
+from slidestream.pipeline.stage_runner import run_stage
 from slidestream.pipeline.stages import SlideSource
 
 FRONT_STAGES = ("tissue", "tiles")
@@ -40,8 +41,6 @@ FRONT_STAGES = ("tissue", "tiles")
 def front_task(cfg: RunConfig, source: SlideSource, stages: Sequence[str],
                overwrite_stage: str | None = None) -> list[tuple[str, SlideOutcome]]:
     """Run the CPU stages of one slide on a worker; errors become outcomes, as in a serial batch."""
-    from slidestream.pipeline.run import run_stage
-
     results: list[tuple[str, SlideOutcome]] = []
     failed_at: str | None = None
     for stage in stages:

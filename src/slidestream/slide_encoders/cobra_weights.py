@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from slidestream.atomic import atomic_path
 from slidestream.errors import ConfigError, WeightsError
 from slidestream.slide_encoders.cobra import Cobra, CobraConfig
 
@@ -44,9 +45,8 @@ def save_cobra(model: Cobra, path: str | Path, extra: Mapping[str, Any] | None =
     payload = {"format": FORMAT, "config": model.config.to_dict(), "model": state}
     if extra:
         payload["extra"] = dict(extra)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a truncated checkpoint behind
+    with atomic_path(path) as tmp:  # a crash mid-write never leaves a truncated checkpoint behind
+        torch.save(payload, tmp)
     return path
 
 

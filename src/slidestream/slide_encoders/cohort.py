@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from slidestream.atomic import atomic_path
 from slidestream.errors import ConfigError, SlideStreamError, StoreError
 
 if TYPE_CHECKING:  # torch-backed types; imported lazily at run time
@@ -435,7 +436,6 @@ def write_cohort_table(table: pd.DataFrame, path: str | Path) -> Path:
         [None if e is None else np.asarray(e, np.float32) for e in table["embedding"]],
         type=pa.list_(pa.float32()),
     )
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.table(arrays), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.table(arrays), tmp)
     return path

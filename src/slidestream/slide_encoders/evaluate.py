@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from slidestream.atomic import atomic_path
 from slidestream.slide_encoders.cox import RidgeCox, concordance_index
 
 __all__ = ["ProbeResult", "cox_probe", "linear_probe", "patient_folds"]
@@ -30,6 +32,14 @@ class ProbeResult:
     """Per-fold metrics (one row per fold) and their mean and standard deviation."""
 
     per_fold: pd.DataFrame
+
+    def write(self, path: str | Path) -> Path:
+        """The per-fold metrics as CSV (atomic)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            self.per_fold.to_csv(tmp, index=False)
+        return path
 
     @property
     def summary(self) -> dict[str, tuple[float, float]]:

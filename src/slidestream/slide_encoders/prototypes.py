@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from sklearn.cluster import MiniBatchKMeans, kmeans_plusplus
 
+from slidestream.atomic import atomic_path, atomic_write_text
 from slidestream.errors import ConfigError
 from slidestream.slide_encoders.sampling import CohortSample, sample_cohort
 
@@ -49,9 +50,10 @@ class Prototypes:
         """Write ``path`` (``.npz``) and its ``.json`` sidecar; returns the ``.npz`` path."""
         path = Path(path).with_suffix(".npz")
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, prototypes=self.centers.astype(np.float32))
         meta = {"k": self.k, "dim": self.dim, **self.provenance}
-        path.with_suffix(".json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, sort_keys=True))
+        with atomic_path(path) as tmp:  # the .npz last: its presence means the pair is complete
+            np.savez(tmp, prototypes=self.centers.astype(np.float32))
         return path
 
 

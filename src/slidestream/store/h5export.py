@@ -20,6 +20,7 @@ from typing import Literal
 import h5py
 import numpy as np
 
+from slidestream.atomic import atomic_path
 from slidestream.errors import EmptyBagError
 from slidestream.store.slide_store import SlideStore
 
@@ -83,8 +84,7 @@ def export_h5(store: SlideStore, encoder: str, dest: str | Path, layout: Layout 
         dest = dest / "h5_files"
     path = dest / f"{store.slide_id}.h5" if dest.suffix != ".h5" else dest
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with h5py.File(tmp, "w") as h5:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         if layout == "clam":
             h5.create_dataset("features", data=features.astype(np.float32))
             h5.create_dataset("coords", data=coords.astype(np.int32))
@@ -113,7 +113,6 @@ def export_h5(store: SlideStore, encoder: str, dest: str | Path, layout: Layout 
         # the exact level-0 footprint our tiles were read with (TRIDENT's patch_size_level0 is its
         # own rounding of the magnification, e.g. 448 where 0.2527 um/px tiles span 443 px)
         h5.attrs["slidestream_level0_size"] = [int(v) for v in tiles_attrs["level0_size"]]
-    tmp.replace(path)
     return path
 
 
@@ -122,6 +121,5 @@ def _write_pt(features: np.ndarray, path: Path) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), tmp)

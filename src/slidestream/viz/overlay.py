@@ -82,7 +82,8 @@ def _shade(image: Image.Image, geometry: BaseGeometry, scale: tuple[float, float
 
 
 def save_png(image: Image.Image, path: Path) -> Path:
+    """Atomic PNG write (a reader never sees half a picture)."""
     path = Path(path)
     with atomic_path(path, fsync=False) as tmp:   # a preview: atomic, but not worth an fsync
-        image.save(tmp, compress_level=1)  # fast: these are previews, not archives
+        image.save(tmp, format="PNG", compress_level=1)  # fast: these are previews, not archives
     return path

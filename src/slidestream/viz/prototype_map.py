@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from slidestream.store import SlideStore
-from slidestream.viz.heatmap import (
+from slidestream.viz.canvas import (
     Heatmap,
     TileLayer,
     add_side_panel,

@@ -11,15 +11,16 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-from slidestream.viz.report import (
+from slidestream.viz.report_assets import CSS, JS
+from slidestream.viz.report_model import (
     STATUS_RANK,
     Figure,
     RunReport,
     SlideReport,
     StageConfig,
     StageRecord,
+    stage_order,
 )
-from slidestream.viz.report_assets import CSS, JS
 
 STATUS_TEXT = {"damaged": "damaged", "ok": "ok", "skipped": "skipped", "failed": "failed", "no record": "no record"}
 
@@ -172,7 +173,6 @@ def _mpp_kind(s: SlideReport) -> str:
 
 
 def _time_table(run: RunReport) -> str:
-    from slidestream.viz.report import stage_order
 
     stages: dict[str, list[StageRecord]] = {}
     for s in run.slides:

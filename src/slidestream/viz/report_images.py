@@ -9,7 +9,6 @@ almost nothing for slides that did not change. Pictures no longer referenced are
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from slidestream.atomic import atomic_path, atomic_write_text
 from slidestream.viz.overlay import (
     HOLE_COLOUR,
     INK_COLOUR,
@@ -25,7 +25,7 @@ from slidestream.viz.overlay import (
     TISSUE_COLOUR,
     draw_overlay,
 )
-from slidestream.viz.report import REPORT_DIR, Figure, SlideReport
+from slidestream.viz.report_model import REPORT_DIR, Figure, SlideReport
 
 THUMB_SIZE = 1024  # longest side of the pictures, px (shown smaller; click opens the full picture)
 EXTRA_MAX = 1600  # the run's own PNGs are shrunk to at most this
@@ -70,12 +70,11 @@ class ReportImages:
         if image is None:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        if name.endswith(".jpg"):
-            image.convert("RGB").save(tmp, format="JPEG", quality=88)
-        else:
-            image.save(tmp, format="PNG", compress_level=1)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            if name.endswith(".jpg"):
+                image.convert("RGB").save(tmp, format="JPEG", quality=88)
+            else:
+                image.save(tmp, format="PNG", compress_level=1)
         self.cache[name] = key
         self.used.add(name)
         return f"img/{name}"
@@ -90,9 +89,7 @@ class ReportImages:
             if path.is_dir() and not any(path.iterdir()):
                 path.rmdir()
         cache = {k: v for k, v in self.cache.items() if k in self.used}
-        tmp = self.dir / f".{CACHE_NAME}.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps(cache, indent=0, sort_keys=True))
-        tmp.replace(self.dir / CACHE_NAME)
+        atomic_write_text(self.dir / CACHE_NAME, json.dumps(cache, indent=0, sort_keys=True))
 
     # ------------------------------------------------------------------ per slide
     def figures_for(self, slide: SlideReport) -> list[Figure]:
@@ -135,7 +132,8 @@ class ReportImages:
 
     def _score_maps(self, slide: SlideReport, base: _Base) -> list[Figure]:
         """``tile_scores/*`` drawn exactly as ``slidestream heatmap`` draws them (same renderers)."""
-        from slidestream.viz.heatmap import render_heatmap, tile_layer
+        from slidestream.viz.canvas import tile_layer
+        from slidestream.viz.heatmap import render_heatmap
         from slidestream.viz.prototype_map import render_prototype_map
 
         figures: list[Figure] = []
@@ -224,9 +222,9 @@ class _Base:
 # ---------------------------------------------------------------------------------- drawing
 def _geometry(slide: SlideReport):
     # the viz package's one reader of stored tissue polygons
-    from slidestream.viz.heatmap import _tissue
+    from slidestream.viz.canvas import tissue_geometry
 
-    return None if slide.store is None else _tissue(slide.store)
+    return None if slide.store is None else tissue_geometry(slide.store)
 
 
 def _level0_size(slide: SlideReport) -> tuple[int, int]:
@@ -324,7 +322,8 @@ def _overview_legend(slide: SlideReport, selection: str | None) -> list[tuple[st
 
 def _score_figure(store: Any, name: str, attrs: dict[str, Any], src: str) -> Figure:
     """Caption and a legend readable at any zoom (the picture's own legend is small on the page)."""
-    from slidestream.viz.heatmap import colour_lut, tile_layer
+    from slidestream.viz.canvas import tile_layer
+    from slidestream.viz.heatmap import colour_lut
     from slidestream.viz.prototype_map import _k, palette
 
     layer = tile_layer(store, name)

@@ -57,7 +57,7 @@ class DSMIL(MILModel):
         else:
             self.q = nn.Linear(in_dim, query_dim)
         self.v: nn.Module = (
-            nn.Sequential(nn.Dropout(dropout_v), nn.Linear(in_dim, in_dim))
+            nn.Sequential(nn.Dropout(dropout_v), nn.Linear(in_dim, in_dim), nn.ReLU())
             if passing_v
             else nn.Identity()
         )
