@@ -138,3 +138,9 @@ class RunReport:
         """(run id, stage, finished) of every batch whose rows are still in the manifest."""
         seen = {(r.run_id, r.stage, r.finished) for s in self.slides for r in s.records if r.run_id}
         return sorted(seen, key=lambda t: (t[2], t[0]))
+
+
+def stage_order(stage: str) -> tuple[int, str]:
+    head = stage.split("/")[0]
+    order = {"tissue": 0, "tiles": 1, "selections": 2, "features": 3, "tile_scores": 4, "slide_embeddings": 5}
+    return order.get(head, 9), stage
