@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from slidestream.cli._app import app
-from slidestream.cli._common import JsonOpt, print_error, print_summary
+from slidestream.cli._common import JsonOpt, finite, print_error, print_summary
 
 
 @app.command("heatmap")
@@ -38,7 +38,7 @@ def heatmap_command(
         str, typer.Option(help="percentile (rank), minmax or none.")
     ] = "percentile",
     alpha: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Opacity of the tile colours.")
+        float, typer.Option(min=0.0, max=1.0, callback=finite, help="Opacity of the tile colours.")
     ] = 0.55,
     geojson: Annotated[
         bool, typer.Option(help="Also write QuPath GeoJSON (tiles as detections).")

@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from slidestream.cli._app import app
+from slidestream.cli._common import finite
 from slidestream.errors import ConfigError, SlideStreamError
 
 
@@ -69,8 +70,8 @@ def slide_encode(
         100_000, help="PANTHER: sample budget per prototype."
     ),
     em_iter: int = typer.Option(1, min=1, help="PANTHER: EM iterations (code default 1)."),
-    tau: float = typer.Option(0.001, help="PANTHER: prior strength τ (code default 0.001)."),
-    eps: float = typer.Option(0.1, help="PANTHER: prior variance ε (code default 0.1)."),
+    tau: float = typer.Option(0.001, callback=finite, help="PANTHER: prior strength τ (code default 0.001)."),
+    eps: float = typer.Option(0.1, callback=finite, help="PANTHER: prior variance ε (code default 0.1)."),
     out_type: str = typer.Option("allcat", help="PANTHER: embedding layout."),
     seed: int = typer.Option(0, help="Seed for sampling and K-means."),
     checkpoint: Path | None = typer.Option(
@@ -173,8 +174,8 @@ def probe(
     folds: int = typer.Option(5, help="Patient folds (the same split as `train` for this seed)."),
     seed: int = typer.Option(0, help="Seed of the folds (use the MIL run's to compare)."),
     folds_from: Path | None = typer.Option(None, help="Reuse the folds of this MIL run folder."),
-    c: float = typer.Option(1.0, help="Inverse L2 strength of the logistic regression."),
-    alpha: float = typer.Option(1.0, help="Ridge penalty of the Cox model."),
+    c: float = typer.Option(1.0, callback=finite, help="Inverse L2 strength of the logistic regression."),
+    alpha: float = typer.Option(1.0, callback=finite, help="Ridge penalty of the Cox model."),
     out: Path | None = typer.Option(None, help="CSV of per-fold metrics to write."),
 ) -> None:
     """Cross-validate a linear probe (or ridge Cox) on slide embeddings by patient."""
