@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 import yaml
 
-import slidestream.cli.tiles as tiles_cli
-import slidestream.pipeline.run as run_module
+import slidestream.pipeline.stage_runner as stage_runner
 import slidestream.pipeline.stages as stages
+import slidestream.pipeline.stages as stages_module
 import slidestream.store.lock as lock_module
 from slidestream.pipeline.manifest import MANIFEST_NAME, read_manifest
 from tests.conftest import CMU
@@ -120,14 +120,14 @@ def test_a_manifest_write_failing_midway_is_a_run_level_error_and_keeps_earlier_
 
 
 def test_a_batch_stopped_halfway_keeps_the_rows_of_finished_slides(two_slides, tmp_path, monkeypatch):
-    real = tiles_cli.run_tissue
+    real = stages_module.run_tissue
 
     def interrupted(source, *args, **kwargs):
         if source.slide_id == "b":
             raise KeyboardInterrupt   # what Ctrl-C (or a batch system's kill) does halfway
         return real(source, *args, **kwargs)
 
-    monkeypatch.setattr(tiles_cli, "run_tissue", interrupted)
+    monkeypatch.setattr(stages_module, "run_tissue", interrupted)  # the CLI imports it when the command runs
     out = tmp_path / "out"
     result = cli("tissue", two_slides, "--out", out)
     assert result.exit_code != 0
@@ -136,14 +136,14 @@ def test_a_batch_stopped_halfway_keeps_the_rows_of_finished_slides(two_slides, t
 
 
 def test_a_completion_marker_on_a_read_only_disk_fails_the_slide_clearly(tmp_path, monkeypatch):
-    real = run_module.atomic_write_text
+    real = stage_runner.atomic_write_text
 
     def read_only(path, text):
         if "/.done/" in str(path):
             raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
         return real(path, text)
 
-    monkeypatch.setattr(run_module, "atomic_write_text", read_only)
+    monkeypatch.setattr(stage_runner, "atomic_write_text", read_only)  # the markers are written there
     slide = copy(CMU, tmp_path / "cmu.svs")
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump({"slides": [str(slide)], "out": str(tmp_path / "out"), "features": None}))

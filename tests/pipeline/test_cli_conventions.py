@@ -29,7 +29,7 @@ def test_batch_json_goes_to_stdout_and_the_table_to_stderr(tmp_path):
     assert result.exit_code == 1  # one slide failed
     report = json.loads(result.stdout)  # stdout is nothing but the JSON document
     assert report["command"] == "tissue" and report["exit_code"] == 1
-    assert report["summary"] == {"ok": 1, "skipped": 0, "failed": 1}
+    assert report["summary"] == {"ok": 1, "skipped": 0, "failed": 1, "busy": 0}
     rows = {row["slide"].rsplit("/", 1)[-1]: row for row in report["slides"]}
     assert rows[CMU.name]["status"] == "ok" and rows[CMU.name]["tissue_pieces"] >= 1
     assert rows["gone.svs"]["status"] == "failed" and rows["gone.svs"]["reason"]
