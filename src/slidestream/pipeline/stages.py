@@ -237,19 +237,24 @@ def _check_same_weights(store: SlideStore, done: dict[str, Any], params: TissueP
                                          f"{current[:12]}...); use --overwrite to replace it")
 
 
-def _same_tissue(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
-    """Whether stored tissue parameters mean the same detection as ``wanted`` (both with
-    ``slide_mpp``). Compared through the model, so stores written before a parameter existed
-    (it then has its default) still match."""
+def _same_params(stored: dict[str, Any] | None, wanted: dict[str, Any],
+                 canonical: Callable[[dict[str, Any]], dict[str, Any]]) -> bool:
+    """Whether stored stage parameters mean the same work as ``wanted`` (both with ``slide_mpp``).
+    Compared through the stage's model (``canonical``), so a store written before a parameter
+    existed (e.g. tile QC, deep tissue methods) has that parameter's default, not a difference."""
     if not stored:
         return False
     stored, wanted = dict(stored), dict(wanted)
     if stored.pop("slide_mpp", None) != wanted.pop("slide_mpp", None):
         return False
     try:
-        return TissueParams(**stored).identity() == TissueParams(**wanted).identity()
+        return canonical(stored) == canonical(wanted)
     except ValueError:
         return False
+
+
+def _same_tissue(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
+    return _same_params(stored, wanted, lambda p: TissueParams(**p).identity())
 
 
 def _restore_tissue_files(source: SlideSource, out: Path, slide: Slide, params: TissueParams,
@@ -489,14 +494,4 @@ def _tiles_differ(store: SlideStore | None, tiling: TilingParams) -> bool:
 
 
 def _same_tiling(stored: dict[str, Any] | None, wanted: dict[str, Any]) -> bool:
-    """Stored tiling parameters equal ``wanted``, read through the model: a store written before a
-    parameter existed (e.g. tile QC) has that parameter's default, not a difference."""
-    if not stored:
-        return False
-    stored, wanted = dict(stored), dict(wanted)
-    if stored.pop("slide_mpp", None) != wanted.pop("slide_mpp", None):
-        return False
-    try:
-        return TilingParams(**stored).model_dump() == TilingParams(**wanted).model_dump()
-    except ValueError:
-        return False
+    return _same_params(stored, wanted, lambda p: TilingParams(**p).model_dump())
