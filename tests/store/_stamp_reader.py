@@ -1,11 +1,16 @@
 # ruff: noqa
 """Verbatim copy of STAMP's feature-bag reader, for tests only: ``BagDataset``, ``CoordsInfo``,
 ``get_coords``, ``_to_fixed_size_bag`` and ``get_stride`` from KatherLab/STAMP
-``src/stamp/modeling/data.py`` at commit c54ce06739622c127a83eccb35a7082e504b9aef (STAMP 2.5.0,
-MIT License, Copyright (c) 2023 Omar El Nahhas). The functions below are unmodified; only the
-imports and the few type aliases they use (from ``stamp/types.py`` and the top of ``data.py``)
-are restated here, because STAMP itself needs Python >= 3.13 and cannot be installed in our
-3.11 test environment (and PyPI's ``stamp`` 2.1.3 is another project that does not build).
+``src/stamp/modeling/data.py`` at commit c54ce06739622c127a83eccb35a7082e504b9aef (STAMP 2.5.0;
+MIT License, Copyright (c) 2023 Omar El Nahhas; data.py: Copyright (C) 2022-2025 Marko van
+Treeck, Minh Duc Nguyen). The five definitions below are byte-identical to upstream (checked
+with ``ast`` source segments against that commit), and so are the type aliases from the top of
+``data.py`` and ``stamp/types.py`` they use. What is not copied: the imports (only those these
+definitions need), ``stamp.__version__`` (the installed version, set to the 2.5.0 of that
+commit), and STAMP's package-wide ``beartype_this_package`` hook (type checks that only warn).
+Copied rather than installed because STAMP needs Python >= 3.13 (``requires-python =
+">=3.13,<3.14"``), which neither Debian 12 nor PyPI provides offline here (``uv python install``
+downloads from GitHub), and PyPI's ``stamp`` 2.1.3 is another project that does not build.
 """
 
 import logging
@@ -14,7 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import KW_ONLY, dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, NewType, TypeAlias, Union, cast
+from io import BytesIO
+from typing import IO, BinaryIO, NewType, TypeAlias, Union, cast
 
 import h5py
 import numpy as np
@@ -31,11 +37,20 @@ TilePixels = NewType("TilePixels", int)
 SlideMPP = NewType("SlideMPP", float)
 FeaturePath = NewType("FeaturePath", Path)
 BagSize: TypeAlias = int
-_Bag: TypeAlias = Tensor
-_Coordinates: TypeAlias = Tensor
-_EncodedTarget: TypeAlias = Tensor
-_BinaryIOLike: TypeAlias = Union[IO[bytes], "object"]
 _logger = logging.getLogger("stamp")
+_Bag: TypeAlias = Tensor
+_EncodedTarget: TypeAlias = (
+    Tensor | dict[str, Tensor]
+)  # Union of encoded targets or multi-target dict
+_BinaryIOLike: TypeAlias = Union[
+    BinaryIO, IO[bytes], BytesIO
+]  # includes io.BytesIO for runtime checks
+"""The ground truth, encoded numerically
+- classification: one-hot float [C]
+- regression: float [1]
+- multi-target: dict[target_name -> one-hot/regression value]
+"""
+_Coordinates: TypeAlias = Tensor
 
 
 @dataclass

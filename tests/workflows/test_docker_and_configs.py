@@ -60,8 +60,8 @@ def test_cuda_image_and_pins_agree_everywhere():
     assert "download.pytorch.org/whl/cpu" in cpu and f'"torch=={TORCH}+cpu" "torchvision=={TORCHVISION}+cpu"' in cpu
     constraints = (REPO / "docker" / "constraints.txt").read_text()
     assert f"torch=={TORCH}" in constraints and f"torchvision=={TORCHVISION}" in constraints
-    quickstart = (REPO / "scripts" / "quickstart.sh").read_text()
-    assert f'"torch=={TORCH}" "torchvision=={TORCHVISION}"' in quickstart
+    for script in ("quickstart.sh", "interop-venv.sh"):  # the main and the interop test environments
+        assert f'"torch=={TORCH}" "torchvision=={TORCHVISION}"' in (REPO / "scripts" / script).read_text()
     torch_dep = next(d for d in PYPROJECT["project"]["dependencies"] if d.startswith("torch"))
     assert torch_dep.endswith(f"<={TORCH}")
 

@@ -190,7 +190,7 @@ def export_spatialdata_command(
     try:
         require_spatialdata()
     except MissingDependencyError as exc:
-        err_console.print(f"[red]error[/red] {exc.reason}")
+        print_error(exc.reason)
         raise typer.Exit(2) from None
     paths = export_stores(stores)
     result = export_batch(paths, lambda store: export_spatialdata(store, dest, encoder or None))

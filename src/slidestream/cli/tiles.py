@@ -93,7 +93,7 @@ def _check_weights(params: TissueParams) -> None:
         try:
             resolve(spec, given)
         except WeightsError as exc:
-            err_console.print(f"[red]error[/red] {exc}")
+            print_error(exc)
             raise typer.Exit(2) from exc
 
 
