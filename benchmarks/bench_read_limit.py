@@ -10,6 +10,8 @@ Per slide (0.5 um/px, 224 px tiles of slidestream's own tile table, the first ``
   at full size, simplejpeg, Pillow), split over 1 and 2 threads; the fastest decoder is the
   limit, in output tiles/s. Nothing a reader does besides decoding (I/O, planning, assembly,
   sub-pixel blends) is in it, so no reader reaches 1.0;
+- **fidelity**: mean absolute difference of our tiles to openslide's ``read_region`` + resize
+  (the backend reader), grey levels per channel;
 - **hs2p**: its tile stream over its own tiles of the slide (``--peer-python``, the interpreter
   of its own environment), openslide and cuCIM backends, with and without supertiles; best kept.
 
@@ -120,10 +122,19 @@ def bench_slide(slide_path: Path, args: argparse.Namespace) -> dict:
              if level.counts[ty * level.tiles_across + tx] > 0]
     reader_name = probe.name
     probe.close()
+    # fidelity: the fast reader's tiles against openslide's read_region + resize (the backend reader)
+    fast, slow = open_tile_reader(spec, attrs, fast=True, workers=2), open_tile_reader(spec, attrs, fast=False, workers=2)
+    try:
+        diffs = [np.abs(fast.read_batch(coords[i:i + BATCH]).astype(np.int16) - slow.read_batch(coords[i:i + BATCH])).mean()
+                 for i in range(0, n, BATCH)]
+    finally:
+        fast.close()
+        slow.close()
     decs = decoders(scale, level.tile_w, level.tile_h)
     rec: dict = {"slide": slide_path.name, "tiles": n, "read_level": level_index, "read_size": list(attrs["read_size"]),
                  "reader": reader_name, "dct_scale": scale, "jpeg_tile_px": [level.tile_w, level.tile_h],
                  "jpeg_tiles_needed": len(needed), "jpeg_tiles_per_output_tile": round(len(needed) / max(1, n), 3),
+                 "mean_abs_diff_vs_openslide": round(float(np.mean(diffs)), 4),
                  "runs": {}}
     pool2 = ThreadPoolExecutor(2)
 
@@ -197,10 +208,12 @@ def render(payload: dict) -> str:
             f"{rec['ours_over_hs2p_best']['best']:.2f} ({rec['ours_over_hs2p_best']['median']:.2f})" if peer else "—",
             f"{s['ours, 1 thread']['best']:,.0f} / {rec['limit_1']['best']:,.0f} ({rec['ours_over_limit_1']['best']:.2f})",
             f"{mine['decodes_over_minimum']:.2f}",
+            f"{rec['mean_abs_diff_vs_openslide']:.3f}",
         ])
     table = md_table(["slide (read)", "tiles / JPEG tiles needed", "ours, 2 threads: tiles/s best (median)",
                       "decode limit, 2 threads", "ours / limit", "hs2p best, 2 threads", "ours / hs2p",
-                      "1 thread: ours / limit (ratio)", "JPEG decodes / minimum"], rows)
+                      "1 thread: ours / limit (ratio)", "JPEG decodes / minimum",
+                      "mean abs diff vs openslide"], rows)
     per_reader = []
     for rec in payload["slides"]:
         per_reader += [[rec["slide"], k, f"{v['best']:,.0f}" if "best" in v else "n/a",

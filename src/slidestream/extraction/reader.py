@@ -5,7 +5,8 @@ Two implementations behind one small interface:
 - :class:`JpegTileReader` for JPEG-tiled TIFF pyramids (SVS, most generic TIFFs, OME-TIFF
   SubIFDs) and DICOM series with JPEG baseline frames: each JPEG tile
   decoded once for every output tile it covers, at a reduced DCT scale when the target is
-  coarser, in threads (Pillow releases the GIL while decoding).
+  coarser, and copied straight into the batch, all in threads (OpenCV's decoder releases the GIL;
+  :mod:`slidestream.io.jpeg_batch`).
 - :class:`BackendTileReader` for everything else (JPEG 2000 SVS and DICOM, MRXS, NDPI, CZI,
   strip TIFFs, remote slides): the slide backend's ``read_region`` + antialiased resize, one handle per thread.
 
