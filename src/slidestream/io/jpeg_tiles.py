@@ -157,14 +157,21 @@ class JpegPyramid:
             self.close()
 
     # ------------------------------------------------------------------ decoding
-    def _jpeg_bytes(self, level: JpegLevel, index: int) -> bytes:
-        data = os.pread(self._fd, int(level.counts[index]), int(level.offsets[index]))
-        if len(data) != level.counts[index]:
+    def _jpeg_bytes(self, level: JpegLevel, index: int) -> bytes | bytearray:
+        """The tile as a complete JPEG stream: SOI, Adobe RGB marker (RGB-coded tiles), the level's
+        shared tables, then the tile without its own SOI, read straight after the spliced header
+        (one read, no copy of the tile's bytes)."""
+        count, offset = int(level.counts[index]), int(level.offsets[index])
+        head = b"\xff\xd8" + (_ADOBE_RGB if level.rgb_coded else b"") + (level.tables[2:-2] if level.tables else b"")
+        if len(head) == 2:
+            data = os.pread(self._fd, count, offset)
+            got = len(data)
+        else:
+            data = bytearray(len(head) + count - 2)
+            data[:len(head)] = head
+            got = os.preadv(self._fd, [memoryview(data)[len(head):]], offset + 2) + 2
+        if got != count:
             raise OSError(f"{self.path}: short read of JPEG tile {index} (file truncated?)")
-        if level.tables:
-            data = level.tables[:-2] + data[2:]  # tables' SOI..(no EOI) + tile without its SOI
-        if level.rgb_coded:
-            data = data[:2] + _ADOBE_RGB + data[2:]
         return data
 
     def decode_tile(self, level_index: int, tx: int, ty: int, scale: int) -> np.ndarray:
