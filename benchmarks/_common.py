@@ -22,7 +22,7 @@ DEFAULT_SLIDES = Path(os.environ.get("SLIDESTREAM_BENCH_SLIDES", "/work/scratch/
 DEFAULT_SCRATCH = Path(os.environ.get("SLIDESTREAM_BENCH_SCRATCH", "/work/scratch/bench"))
 
 PACKAGES = ("slidestream", "numpy", "pillow", "torch", "timm", "openslide-python", "openslide-bin", "tiffslide",
-            "tifffile", "imagecodecs", "zarr", "hs2p", "lazyslide", "wsidata", "slide2vec", "psutil")
+            "tifffile", "imagecodecs", "opencv-python-headless", "opencv-python", "simplejpeg", "zarr", "hs2p", "lazyslide", "wsidata", "slide2vec", "psutil")
 
 
 # ---------------------------------------------------------------------------------- machine

@@ -48,6 +48,17 @@ def main() -> int:
                   "`-x4` slides have levels 1/4/16, so 0.5 um/px is read from level 0 (slidestream decodes the "
                   "JPEG tiles at DCT scale 1/2). Full per-reader tables: `benchmarks/results/extract_table.md`.", "",
                   summary_extract(payload), ""]
+    read_limit = RESULTS / "read_limit.json"
+    if read_limit.exists():
+        from bench_read_limit import summary_table
+
+        payload = json.loads(read_limit.read_text())
+        machines.append(("reading vs decode limit", payload["machine"]))
+        parts += ["### Tile reading against the exact JPEG decode limit and hs2p (0.5 um/px, 224 px tiles)", "",
+                  "Decode limit: the JPEG tiles the tile set needs, each decoded once from memory by the fastest "
+                  "decoder available, in output tiles/s; hs2p: its tile stream, best of its openslide/cuCIM readers "
+                  f"with and without supertiles. Best of {payload['repeat']} interleaved rounds, medians in brackets; "
+                  "per-reader figures: `benchmarks/results/read_limit_table.md`.", "", summary_table(payload), ""]
     if tiling.exists():
         from bench_tiling import render
 

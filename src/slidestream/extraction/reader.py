@@ -5,7 +5,8 @@ Two implementations behind one small interface:
 - :class:`JpegTileReader` for JPEG-tiled TIFF pyramids (SVS, most generic TIFFs, OME-TIFF
   SubIFDs) and DICOM series with JPEG baseline frames: each JPEG tile
   decoded once for every output tile it covers, at a reduced DCT scale when the target is
-  coarser, in threads (Pillow releases the GIL while decoding).
+  coarser, and copied straight into the batch, all in threads (OpenCV's decoder releases the GIL;
+  :mod:`slidestream.io.jpeg_batch`).
 - :class:`BackendTileReader` for everything else (JPEG 2000 SVS and DICOM, MRXS, NDPI, CZI,
   strip TIFFs, remote slides): the slide backend's ``read_region`` + antialiased resize, one handle per thread.
 
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from slidestream.io import Slide, SlideSpec, open_slide, resize_rgb
+from slidestream.io.jpeg_batch import read_windows
 from slidestream.io.jpeg_tiles import DecodedTileCache, JpegPyramid, dct_scale
 
 
@@ -103,28 +105,17 @@ class JpegTileReader:
         s = self.scale
         self.read_w, self.read_h = math.ceil(rw / s) * s, math.ceil(rh / s) * s
         self.name = f"jpeg-dct-1/{s}" if s > 1 else "jpeg"
-        self._pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="jpeg-decode")
-
-    def _window(self, xy: np.ndarray) -> tuple[float, float]:
-        """Fractional level position of a tile's top-left (level-0 / downsample, not rounded:
-        openslide samples there, and so does :meth:`JpegPyramid.read_at`)."""
-        return int(xy[0]) / self.downsample, int(xy[1]) / self.downsample
+        self.workers = max(1, workers)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="jpeg-decode")
 
     def read_batch(self, coords: np.ndarray) -> np.ndarray:
-        coords = np.asarray(coords)
-        g, s, level = self.geometry, self.scale, self.geometry.level
-        origins = [self._window(xy) for xy in coords]
-        needed: set[tuple[int, int]] = set()
-        for fx, fy in origins:
-            x, y, w, h, _, _ = self.pyramid.window(fx, fy, self.read_w, self.read_h, s)
-            needed.update(self.pyramid.tiles_touched(level, x, y, w, h))
-        # decode the batch's JPEG tiles in parallel; assembly below then only hits the cache
-        list(self._pool.map(lambda t: self.pyramid.decode_tile(level, t[0], t[1], s), sorted(needed, key=lambda t: (t[1], t[0]))))
-        out = np.empty((len(coords), g.tile_size, g.tile_size, 3), np.uint8)
-        for i, (fx, fy) in enumerate(origins):
-            region = self.pyramid.read_at(level, fx, fy, self.read_w, self.read_h, s)
-            out[i] = resize_rgb(region, (g.tile_size, g.tile_size))
-        return out
+        """Each JPEG tile under the batch decoded once (or taken from the cache) and its pieces
+        copied straight into the batch, all in the threads (:func:`read_windows`)."""
+        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        g = self.geometry
+        run = self._pool.map if self.workers > 1 else map
+        return read_windows(self.pyramid, g.level, coords[:, 0] / self.downsample, coords[:, 1] / self.downsample,
+                            self.read_w, self.read_h, self.scale, g.tile_size, run=run, parts=4 * self.workers)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -147,11 +138,15 @@ def open_tile_reader(spec: SlideSpec, tiles_attrs: dict[str, Any], *, fast: bool
         pyramid = JpegPyramid.open(spec.path, dims, DecodedTileCache())
         if pyramid is not None:
             reader = JpegTileReader(pyramid, downsample, geometry, workers)
-            # Enough decoded tiles for two rows of JPEG tiles across the level (the row of output
-            # tiles below reuses the upper one) plus a batch; bounded, so RAM stays flat.
-            tile_h = pyramid.levels[geometry.level].tile_h
+            # Enough decoded tiles that each JPEG tile is decoded once in row-major order: the JPEG
+            # rows under two rows of output tiles (the lower row reuses the upper one's last JPEG
+            # row) and one more, across the tiles' span of the level; bounded, so RAM stays flat.
+            level = pyramid.levels[geometry.level]
+            s = reader.scale
             width = level_width if span0 is None else min(level_width, int(span0 / downsample) + reader.read_w)
-            two_rows = 2 * (width // reader.scale + 1) * (tile_h // reader.scale + 1) * 3
-            pyramid.cache.max_bytes = cache_bytes or int(min(1 << 30, max(64 << 20, 2 * two_rows)))
+            rows = 2 * (math.ceil(reader.read_h / level.tile_h) + 1) + 1
+            tile_bytes = -(-level.tile_w // s) * -(-level.tile_h // s) * 3
+            needed = rows * (width // level.tile_w + 2) * tile_bytes
+            pyramid.cache.max_bytes = cache_bytes or int(min(1 << 30, max(64 << 20, needed)))
             return reader
     return BackendTileReader(spec, geometry, workers)
