@@ -190,3 +190,26 @@ def test_a_fragment_below_the_minimum_area_is_counted_and_explained(tmp_path):
     assert run.exit_code == 0, run.output
     page = (tmp_path / "report" / "index.html").read_text()
     assert "smaller than the 10,000 µm² minimum" in page
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_mask_cleaning_equals_skimage(seed):
+    """OpenCV labelling and the bincount Otsu replace skimage/scipy without changing a pixel."""
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import remove_small_holes, remove_small_objects
+
+    from slidestream.tissue.masks import clean_mask, drop_small_pieces, otsu_u8
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((150, 170)) > 0.55
+    kept, dropped = drop_small_pieces(mask, 6)
+    np.testing.assert_array_equal(kept, remove_small_objects(mask, max_size=6))
+    assert dropped > 0
+    params = TissueParams(min_object_um2=5 * 4.0, min_hole_um2=7 * 4.0)
+    cleaned, _ = clean_mask(mask, 2.0, params)
+    expected = remove_small_holes(remove_small_objects(mask, max_size=5), max_size=7)
+    np.testing.assert_array_equal(cleaned, expected)
+    values = rng.integers(10, 90, (60, 80)).astype(np.uint8)
+    where = rng.random(values.shape) > 0.2
+    assert otsu_u8(values, where) == pytest.approx(threshold_otsu(values[where].astype(np.float32) / np.float32(255)))
+    assert otsu_u8(np.full((4, 4), 7, np.uint8), np.ones((4, 4), bool)) is None

@@ -9,6 +9,7 @@ reading a few tags.
 from __future__ import annotations
 
 import logging
+import operator
 from pathlib import Path
 
 import tifffile
@@ -75,8 +76,8 @@ def _check_tiff_extent(path: Path, size: int) -> None:
             end = 0
             for page in tif.pages:
                 offsets, counts = page.dataoffsets, page.databytecounts
-                if len(offsets):
-                    end = max(end, max(o + c for o, c in zip(offsets, counts, strict=False)))
+                if len(offsets):  # map(add) runs in C: 200k tiles in a few ms, not ~0.1 s of generator
+                    end = max(end, max(map(operator.add, offsets, counts)))
     except Exception as exc:  # tifffile raises many types on garbage; all mean "broken"
         raise ValueError(f"unreadable TIFF structure ({type(exc).__name__}: {exc})") from exc
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import shapely
 from shapely.geometry.base import BaseGeometry
 
 from slidestream.errors import NoTissueWarning
@@ -104,7 +105,7 @@ def result_from_mask(slide: Slide, image: np.ndarray, image_mpp: tuple[float, fl
     scale = (slide.width / w, slide.height / h)
     polygons = mask_to_polygons(mask, scale, params.simplify_px)
     mpp0 = slide.mpp
-    areas = [p.area * mpp0[0] * mpp0[1] for p in polygons]
+    areas = shapely.area(np.asarray(polygons, dtype=object)) * (mpp0[0] * mpp0[1]) if polygons else np.zeros(0)
     gdf = gpd.GeoDataFrame({"area_um2": areas, "geometry": polygons}, geometry="geometry", crs=None)
     union = dissolve(polygons)
     if not polygons:

@@ -164,13 +164,14 @@ def clean_mask(tissue: np.ndarray, mpp: float, params: TissueParams) -> tuple[np
 def drop_small_pieces(mask: np.ndarray, max_size: int) -> tuple[np.ndarray, int]:
     """Remove 4-connected pieces of at most ``max_size`` px (skimage's ``remove_small_objects``)
     and say how many went: the report tells a user why a tiny biopsy found no tissue. OpenCV's
-    labelling gives the areas in the same C pass, ~5x faster than scipy's label plus a bincount."""
+    labelling (without its per-piece statistics, which cost more than the labelling) plus one
+    ``bincount`` and one table lookup: ~1.5x scipy's label on a 1600 px mask."""
     image = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(image, connectivity=4, ltype=cv2.CV_32S)
+    n, labels = cv2.connectedComponents(image, connectivity=4, ltype=cv2.CV_32S)
     if n <= 1:
         return mask.copy(), 0
-    small = stats[:, cv2.CC_STAT_AREA] <= max_size
+    small = np.bincount(labels.ravel(), minlength=n) <= max_size
     small[0] = True  # label 0 is the background
     if not small[1:].any():
         return mask.copy(), 0
-    return ~small[labels], int(small[1:].sum())
+    return np.take((~small).view(np.uint8), labels).view(bool), int(small[1:].sum())
