@@ -10,10 +10,10 @@ from shapely.geometry.base import BaseGeometry
 
 from slidestream.errors import ConfigError
 from slidestream.io import ReadPlan, Slide
-from slidestream.tissue.detect import TissueResult
 from slidestream.tiling.coverage import mask_fractions, tissue_fractions
 from slidestream.tiling.focus import focus_reference, focus_scores, in_focus
 from slidestream.tiling.qc import QC_COLUMNS, keep_by_qc, qc_fractions, qc_image
+from slidestream.tissue.detect import TissueResult
 
 
 @dataclass
