@@ -24,6 +24,7 @@ import zarr
 
 from slidestream._version import __version__
 from slidestream.errors import StoreError
+from slidestream.store import tissue_node
 from slidestream.store.integrity import (
     check_chunks,
     create_array,
@@ -303,22 +304,22 @@ class SlideStore:
         return count
 
     # ------------------------------------------------------------------ stages
-    def write_tissue(self, feature_collection: dict[str, Any], summary: dict[str, Any], params: dict[str, Any],
+    def write_tissue(self, tissue: dict[str, Any] | Any, summary: dict[str, Any], params: dict[str, Any],
                      ink: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None,
-                     provenance: dict[str, Any] | None = None) -> None:
-        """``artifacts``: GrandQC artifact polygons (QuPath-classified FeatureCollection);
-        ``provenance``: the method, and for deep methods the model and weights SHA-256."""
-        def build(parent: zarr.Group, tmp: str) -> None:
-            parent.create_group(tmp)
+                     provenance: dict[str, Any] | None = None, *, areas_um2: Any = None,
+                     classification: dict[str, Any] | None = None, mask: np.ndarray | None = None) -> None:
+        """``tissue``: the pieces (level-0 polygons, with ``areas_um2`` and their QuPath
+        ``classification``) or a FeatureCollection, stored as WKB arrays with the detector's ``mask``
+        (tissue_node.py); ``ink``/``artifacts``: QuPath FeatureCollections; ``provenance``: the method
+        (deep ones: model, weights SHA-256)."""
+        pieces, areas, classification = tissue_node.pieces_of(tissue, areas_um2, classification)
+        names: list[str] = []
 
-        attrs = {"geojson": feature_collection, "summary": summary, "params": params,
-                 "coordinate_space": "level-0 pixels"}
-        if ink is not None:
-            attrs["ink_geojson"] = ink
-        if artifacts is not None:
-            attrs["artifacts_geojson"] = artifacts
-        if provenance is not None:
-            attrs["provenance"] = provenance
+        def build(parent: zarr.Group, tmp: str) -> None:
+            names.extend(tissue_node.write_arrays(parent.create_group(tmp), pieces, areas, mask))
+
+        attrs = tissue_node.node_attrs(names, len(pieces), summary, params, classification=classification, ink=ink,
+                                       artifacts=artifacts, provenance=provenance)
         self.write_node("tissue", build, attrs)
 
     def read_ink_geojson(self) -> dict[str, Any] | None:
@@ -326,7 +327,26 @@ class SlideStore:
         return self.node_attrs("tissue").get("ink_geojson")
 
     def read_tissue_geojson(self) -> dict[str, Any]:
-        return self.node_attrs("tissue")["geojson"]
+        """The tissue as a QuPath FeatureCollection (rebuilt from the WKB; older stores kept it as is)."""
+        attrs = self.node_attrs("tissue")
+        if not tissue_node.is_binary(attrs):
+            return attrs["geojson"]
+        pieces, areas = tissue_node.read_pieces(self.path)
+        return tissue_node.feature_collection(pieces, areas, attrs.get("classification"))
+
+    def read_tissue_pieces(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tissue pieces (object array of level-0 polygons) and their areas in um^2 (checked)."""
+        attrs = self.node_attrs("tissue")
+        return tissue_node.read_pieces(self.path) if tissue_node.is_binary(attrs) else \
+            tissue_node.from_feature_collection(attrs["geojson"])[:2]
+
+    def read_tissue_geometry(self) -> Any:
+        """The tissue as one level-0 geometry (MultiPolygon), None when no tissue was found."""
+        return tissue_node.union(self.read_tissue_pieces()[0])
+
+    def read_tissue_mask(self) -> np.ndarray | None:
+        """The mask the tissue was traced from (bool, spanning the slide); None for older stores."""
+        return tissue_node.read_mask(self.path) if tissue_node.is_binary(self.node_attrs("tissue")) else None
 
     def write_tiles(self, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict[str, Any],
                     params: dict[str, Any], focus: np.ndarray | None = None, qc: np.ndarray | None = None) -> None:

@@ -86,7 +86,7 @@ def lattice(slide_size: tuple[int, int], stride0: float) -> np.ndarray:
 
 def tile_slide(
     slide: Slide,
-    tissue: TissueResult | BaseGeometry | None,
+    tissue: TissueResult | np.ndarray | BaseGeometry | None,
     *,
     mpp: float | None = 0.5,
     magnification: float | None = None,
@@ -105,8 +105,9 @@ def tile_slide(
     """Tile ``slide`` at ``mpp`` (or ``magnification``, via the objective power).
 
     ``tissue`` is the detection result (``detect_tissue(slide)``: coverage comes from its raster
-    mask, the fast path) or any level-0 tissue geometry (e.g. QuPath annotations: coverage comes
-    from the polygons); tiles keep when their tissue fraction is at least ``min_tissue``.
+    mask, the fast path), such a mask itself (bool, spanning the slide, e.g. a store's), or any
+    level-0 tissue geometry (e.g. QuPath annotations: coverage comes from the polygons); tiles
+    keep when their tissue fraction is at least ``min_tissue``.
     ``overlap`` is in target px.
     """
     if tile_size <= 0:
@@ -124,11 +125,15 @@ def tile_slide(
     stride0 = (tile_size - overlap) * level0_per_px
     candidates = lattice(slide.dimensions, stride0)
     if isinstance(tissue, TissueResult):
-        fractions = mask_fractions(tissue.mask, slide.dimensions, candidates, plan.level0_size)
+        tissue = tissue.mask
+    if isinstance(tissue, np.ndarray):
+        fractions = mask_fractions(tissue, slide.dimensions, candidates, plan.level0_size)
+        empty = not tissue.any()
     else:
         fractions = tissue_fractions(tissue, slide.dimensions, candidates, plan.level0_size)
+        empty = tissue is not None and tissue.is_empty
     keep = fractions >= min_tissue if min_tissue > 0 else np.ones(len(candidates), bool)
-    if min_tissue > 0 and tissue is not None and tissue.is_empty:
+    if min_tissue > 0 and empty:
         keep[:] = False
     extra: dict[str, Any] = {"magnification": magnification} if magnification is not None else {}
     coords, fractions = candidates[keep], fractions[keep]

@@ -56,13 +56,13 @@ ARTIFACT_QUPATH_CLASSES: dict[str, dict[str, Any]] = {
 
 def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
     """One annotation feature per tissue piece, classified ``Tissue``, with its area."""
+    areas = gdf["area_um2"].to_numpy(dtype=object) if "area_um2" in gdf.columns else [None] * len(gdf)
     properties = []
-    has_area = "area_um2" in gdf.columns
-    for i in range(len(gdf)):
+    for i, area in enumerate(areas):  # one column pull, not one pandas lookup per piece
         props: dict[str, Any] = {"objectType": "annotation", "classification": dict(TISSUE_CLASS),
                                  "name": f"tissue {i + 1}"}
-        if has_area and gdf["area_um2"].iloc[i] is not None:
-            props["measurements"] = {"area_um2": float(gdf["area_um2"].iloc[i])}
+        if area is not None:
+            props["measurements"] = {"area_um2": float(area)}
         properties.append(props)
     return _collection(gdf.geometry.to_numpy(), properties)
 
