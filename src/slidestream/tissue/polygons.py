@@ -26,7 +26,8 @@ def mask_to_polygons(mask: np.ndarray, scale: tuple[float, float], simplify_px: 
     if not mask.any():
         return []
     m = np.ascontiguousarray(mask, dtype=bool)
-    up = np.repeat(np.repeat(m.view(np.uint8), 2, axis=0), 2, axis=1)
+    h, w = m.shape  # 2x nearest-neighbour upsampling (OpenCV's is ~2x faster than np.repeat)
+    up = cv2.resize(m.view(np.uint8), (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST_EXACT)
     # Pieces are 4-connected (as before): where two pixels touch only at a corner, clear the
     # touching half-pixel of the upper one, so the trace cuts the corner instead of making a
     # ring that touches itself (an invalid polygon).
