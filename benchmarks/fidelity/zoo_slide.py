@@ -24,13 +24,8 @@ prism 3.2e-6 (all aliases and de-duplicated file), gigapath 7.2e-7 (300 tiles) /
 (1,300 tiles, two segments), gigapath-trident likewise; max |diff| of the slide embedding.
 """
 import argparse
-import importlib.util
-import os
-import sys
-import tempfile
-import types
+import importlib.util, os, sys, tempfile, types
 from pathlib import Path
-
 import numpy as np
 import torch
 
@@ -59,8 +54,7 @@ sys.path[:0] = [str(_stubs)] + ([str(ARGS.pylib)] if ARGS.pylib else [])
 torch.manual_seed(0)
 torch.set_num_threads(2)
 from safetensors.torch import save_file
-
-from slidestream.slide_encoders.foundation import embed_slide, get_slide_spec, load_slide_encoder
+from slidestream.slide_encoders.foundation import get_slide_spec, load_slide_encoder, embed_slide
 
 results = {}
 tmp = Path(tempfile.mkdtemp())
@@ -158,8 +152,8 @@ def naive_flash(q, k, v, dropout=0.0, bias=None, softmax_scale=None, is_causal=F
 def gigapath():
     sys.path.insert(0, str(Z / "prov-gigapath+prov-gigapath"))
     sys.path.insert(0, str(Z / "prov-gigapath+prov-gigapath/gigapath"))  # LongNet.py imports 'torchscale'
-    import torchscale.architecture.config as cfgmod
     import torchscale.component.multihead_attention as mha
+    import torchscale.architecture.config as cfgmod
     cfgmod.np = np  # numpy>=2 repr pitfall: eval('[np.int64(1024), ...]') needs np
     mha.flash_attn_func = naive_flash
     from gigapath import slide_encoder
@@ -184,7 +178,6 @@ def gigapath():
             model.slide_ngrids = 60
             report(f"{name} N={n}", embed_slide(model, x.numpy(), coords.numpy(), 256.0), z_ref[0])
     from gigapath.pos_embed import get_2d_sincos_pos_embed
-
     from slidestream.slide_encoders.foundation.gigapath import sincos_rows
     table = torch.from_numpy(get_2d_sincos_pos_embed(768, 60, cls_token=True)).float()
     report("gigapath pos rows", sincos_rows(torch.arange(3601), 768, 60).numpy(), table)
