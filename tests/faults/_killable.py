@@ -9,12 +9,14 @@ then sleeps, so the test can kill it exactly there:
   none    no pause: a clean run with the same chunking
   chunk   after the 2nd chunk of a slide's feature rows reached the disk, before the writer records it
   commit  after the last row, just before the finished array is renamed into place
-  slow    no pause, but every chunk of feature rows takes SLOW_S longer (so concurrent runs overlap)
+  slow    every chunk of feature rows takes SLOW_S longer, and none is written before SLOW_PEERS
+          runs sharing the MARKER folder are up (so concurrent runs overlap)
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,10 +26,11 @@ import zarr
 import slidestream.extraction
 from slidestream.cli import main
 from slidestream.extraction import ExtractOptions
-from slidestream.store import slide_store
+from slidestream.store import lock, slide_store
 
 PAUSE_S = 120.0
 SLOW_S = 1.5
+SLOW_PEERS = 2
 
 
 def pause_here(marker: Path, store: Path) -> None:
@@ -61,11 +64,26 @@ def install(mode: str, marker: Path) -> None:
 
         slide_store.SlideStore._swap_into_place = swap  # type: ignore[method-assign]
     elif mode == "slow":
+        # MARKER is a folder shared by the concurrent runs: each says it is up when it first tries a
+        # slide's lock, and none writes features before SLOW_PEERS are up, so start-up time under
+        # load can never let one run finish before the other reaches the slides.
+        marker.mkdir(parents=True, exist_ok=True)
+        real_acquire = lock.SlideLock.acquire
+
+        def acquire(self):
+            # "up" = this run has reached its slides (tried its first lock), imports behind it
+            (marker / f"up-{os.getpid()}").touch()
+            return real_acquire(self)
+
+        lock.SlideLock.acquire = acquire  # type: ignore[method-assign]
         real_setitem_slow = zarr.Array.__setitem__
 
         def slow_setitem(self, key, value):
             real_setitem_slow(self, key, value)
             if "/features/_partial-" in str(self.store_path):
+                deadline = time.monotonic() + PAUSE_S
+                while len(list(marker.glob("up-*"))) < SLOW_PEERS and time.monotonic() < deadline:
+                    time.sleep(0.05)
                 time.sleep(SLOW_S)
 
         zarr.Array.__setitem__ = slow_setitem  # type: ignore[method-assign]

@@ -40,8 +40,9 @@ def test_two_processes_on_one_folder_process_each_slide_once(tmp_path, reference
     slides = slide_list(folder, rows)
     out = tmp_path / "out"
     # the same list for both: they walk it in the same order and meet on the slides.
-    # Writing each slide's features is slowed down (1.5 s) so that the two runs really overlap.
-    command = [sys.executable, "-m", "tests.faults._killable", "slow", str(tmp_path / "unused"), "--",
+    # Writing each slide's features is slowed down (1.5 s) and waits until both runs are up, so
+    # that the two runs really overlap whatever the machine's load.
+    command = [sys.executable, "-m", "tests.faults._killable", "slow", str(tmp_path / "peers"), "--",
                str(slides), "--out", str(out), *EXTRACT_ARGS]
     def start() -> subprocess.Popen:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,

@@ -97,6 +97,41 @@ def test_new_tiles_invalidate_features(store):
     assert "features/enc" not in store.attrs["stages"]
 
 
+def _features(store, name, selection=None):
+    if selection:
+        store.write_selection(selection, [0, 1, 2, 3, 4], {"method": "test"})
+    rows = 5 if selection else 10
+    w = store.feature_writer(name, rows, 2, {"selection": selection} if selection else {}, chunk_rows=10)
+    w.write(0, np.zeros((rows, 2)))
+    w.commit()
+
+
+def test_replacing_one_encoder_keeps_another_encoders_results(store):
+    # a damaged or replaced features/a must not take b's slide embedding and attention with it
+    _features(store, "a")
+    _features(store, "b")
+    store.write_slide_embedding("mean", np.zeros(2), {"encoder": "a"})
+    store.write_slide_embedding("mean_b", np.zeros(2), {"encoder": "b"})
+    store.write_slide_embedding("concat", np.zeros(4), {"encoder": "a,b"})
+    store.write_tile_scores("attn_a", np.zeros(10), {"encoder": "a"})
+    store.write_tile_scores("attn_b", np.zeros(10), {"encoder": "b"})
+    store.write_tile_scores("qc", np.zeros(10), {})
+    removed = store.invalidate_dependents("features/a")
+    assert sorted(removed) == ["slide_embeddings/concat", "slide_embeddings/mean", "tile_scores/attn_a"]
+    assert store.list_nodes("slide_embeddings") == ["mean_b"]
+    assert store.list_nodes("tile_scores") == ["attn_b", "qc"]
+
+
+def test_a_replaced_selection_drops_only_its_encoders_results(store):
+    _features(store, "a", selection="mosaic")
+    _features(store, "b")
+    store.write_slide_embedding("mean_a", np.zeros(2), {"encoder": "a"})
+    store.write_slide_embedding("mean_b", np.zeros(2), {"encoder": "b"})
+    store.write_selection("mosaic", [5, 6, 7], {"method": "test"})
+    assert store.list_nodes("features") == ["b"]
+    assert store.list_nodes("slide_embeddings") == ["mean_b"]
+
+
 def test_open_refuses_what_is_not_a_store(tmp_path):
     with pytest.raises(StoreError, match="not a slide store"):
         SlideStore.open(tmp_path)

@@ -285,13 +285,47 @@ class SlideStore:
         self._forget_stage(rel)
 
     def invalidate_dependents(self, stage: str) -> list[str]:
-        """Delete what was computed from ``stage`` (e.g. features after new tiles). Returns what went."""
+        """Delete what was computed from ``stage`` (e.g. features after new tiles). Returns what went.
+
+        ``features/<encoder>`` takes only the slide embeddings and tile scores made from that
+        encoder's features: another encoder's results stay valid and are kept.
+        """
+        group, _, name = stage.partition("/")
+        if group == "features" and name:
+            return self._invalidate_encoder(name)
         removed = []
-        for dep in DEPENDENTS.get(stage.split("/")[0], ()):
+        for dep in DEPENDENTS.get(group, ()):
             if (self.path / dep).exists():
                 self.delete(dep)
                 removed.append(dep)
         return removed
+
+    def _invalidate_encoder(self, encoder: str) -> list[str]:
+        """Slide embeddings and tile scores computed from ``features/<encoder>``.
+
+        A node whose record cannot be read is dropped too: it can no longer say what it came from.
+        """
+        removed = []
+        for group in DEPENDENTS["features"]:
+            for node in self._node_dirs(group):
+                rel = f"{group}/{node}"
+                try:
+                    attrs = self.node_attrs(rel)
+                except StoreError:
+                    attrs = {}
+                used = str(attrs.get("encoder", "")).split(",")
+                if encoder in used or attrs.get("rows") == f"features/{encoder}" or not attrs:
+                    self.delete(rel)
+                    removed.append(rel)
+        return removed
+
+    def _node_dirs(self, group: str) -> list[str]:
+        """Every node folder in ``group``, complete or not (leftovers of writes excluded)."""
+        folder = self.path / group
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir()
+                      if p.is_dir() and not p.name.startswith((PARTIAL_PREFIX, TRASH_PREFIX)))
 
     def clean_partials(self, max_age_s: float = 0.0) -> int:
         """Remove leftovers of interrupted writes older than ``max_age_s`` seconds."""
@@ -413,8 +447,7 @@ class SlideStore:
                  if self.node_attrs(f"features/{enc}").get("selection") == name]
         for enc in stale:
             self.delete(f"features/{enc}")
-        if stale:
-            self.invalidate_dependents("features")
+            self.invalidate_dependents(f"features/{enc}")
 
     def read_selection(self, name: str) -> np.ndarray:
         if not (self.path / "selections" / name / "zarr.json").exists():
