@@ -91,7 +91,7 @@ class Tiles:
         return len(self.coords)
 
 
-class SlideStore:
+class SlideStore(tissue_node.TissueNodeMixin):
     """Read and write one slide's store. Create with :meth:`create`, open with :meth:`open`."""
 
     def __init__(self, path: str | Path) -> None:
@@ -338,50 +338,6 @@ class SlideStore:
         return count
 
     # ------------------------------------------------------------------ stages
-    def write_tissue(self, tissue: dict[str, Any] | Any, summary: dict[str, Any], params: dict[str, Any],
-                     ink: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None,
-                     provenance: dict[str, Any] | None = None, *, areas_um2: Any = None,
-                     classification: dict[str, Any] | None = None, mask: np.ndarray | None = None) -> None:
-        """``tissue``: the pieces (level-0 polygons, with ``areas_um2`` and their QuPath
-        ``classification``) or a FeatureCollection, stored as WKB arrays with the detector's ``mask``
-        (tissue_node.py); ``ink``/``artifacts``: QuPath FeatureCollections; ``provenance``: the method
-        (deep ones: model, weights SHA-256)."""
-        pieces, areas, classification = tissue_node.pieces_of(tissue, areas_um2, classification)
-        names: list[str] = []
-
-        def build(parent: zarr.Group, tmp: str) -> None:
-            names.extend(tissue_node.write_arrays(parent.create_group(tmp), pieces, areas, mask))
-
-        attrs = tissue_node.node_attrs(names, len(pieces), summary, params, classification=classification, ink=ink,
-                                       artifacts=artifacts, provenance=provenance)
-        self.write_node("tissue", build, attrs)
-
-    def read_ink_geojson(self) -> dict[str, Any] | None:
-        """The pen marks tissue detection excluded (None for stores written before it was kept)."""
-        return self.node_attrs("tissue").get("ink_geojson")
-
-    def read_tissue_geojson(self) -> dict[str, Any]:
-        """The tissue as a QuPath FeatureCollection (rebuilt from the WKB; older stores kept it as is)."""
-        attrs = self.node_attrs("tissue")
-        if not tissue_node.is_binary(attrs):
-            return attrs["geojson"]
-        pieces, areas = tissue_node.read_pieces(self.path)
-        return tissue_node.feature_collection(pieces, areas, attrs.get("classification"))
-
-    def read_tissue_pieces(self) -> tuple[np.ndarray, np.ndarray]:
-        """The tissue pieces (object array of level-0 polygons) and their areas in um^2 (checked)."""
-        attrs = self.node_attrs("tissue")
-        return tissue_node.read_pieces(self.path) if tissue_node.is_binary(attrs) else \
-            tissue_node.from_feature_collection(attrs["geojson"])[:2]
-
-    def read_tissue_geometry(self) -> Any:
-        """The tissue as one level-0 geometry (MultiPolygon), None when no tissue was found."""
-        return tissue_node.union(self.read_tissue_pieces()[0])
-
-    def read_tissue_mask(self) -> np.ndarray | None:
-        """The mask the tissue was traced from (bool, spanning the slide); None for older stores."""
-        return tissue_node.read_mask(self.path) if tissue_node.is_binary(self.node_attrs("tissue")) else None
-
     def write_tiles(self, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict[str, Any],
                     params: dict[str, Any], focus: np.ndarray | None = None, qc: np.ndarray | None = None) -> None:
         coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)

@@ -14,6 +14,7 @@ on demand; stores written before this layout (``geojson`` attribute) still read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +153,59 @@ def from_feature_collection(collection: dict[str, Any]) -> tuple[np.ndarray, np.
                         for f in features], dtype=np.float64)
     classification = (features[0].get("properties") or {}).get("classification") if features else None
     return pieces, areas, classification
+
+
+class TissueNodeMixin:
+    """``SlideStore``'s tissue methods (kept here with the layout they read and write)."""
+
+    path: Path
+
+    def write_node(self, rel: str, build: Callable[[zarr.Group, str], None], attrs: dict[str, Any]) -> None:
+        raise NotImplementedError  # SlideStore's
+
+    def node_attrs(self, rel: str) -> dict[str, Any]:
+        raise NotImplementedError  # SlideStore's
+
+    def write_tissue(self, tissue: dict[str, Any] | Any, summary: dict[str, Any], params: dict[str, Any],
+                     ink: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None,
+                     provenance: dict[str, Any] | None = None, *, areas_um2: Any = None,
+                     classification: dict[str, Any] | None = None, mask: np.ndarray | None = None) -> None:
+        """``tissue``: the pieces (level-0 polygons, with ``areas_um2`` and their QuPath
+        ``classification``) or a FeatureCollection, stored as WKB arrays with the detector's ``mask``
+        (py); ``ink``/``artifacts``: QuPath FeatureCollections; ``provenance``: the method
+        (deep ones: model, weights SHA-256)."""
+        pieces, areas, classification = pieces_of(tissue, areas_um2, classification)
+        names: list[str] = []
+
+        def build(parent: zarr.Group, tmp: str) -> None:
+            names.extend(write_arrays(parent.create_group(tmp), pieces, areas, mask))
+
+        attrs = node_attrs(names, len(pieces), summary, params, classification=classification, ink=ink,
+                                       artifacts=artifacts, provenance=provenance)
+        self.write_node("tissue", build, attrs)
+
+    def read_ink_geojson(self) -> dict[str, Any] | None:
+        """The pen marks tissue detection excluded (None for stores written before it was kept)."""
+        return self.node_attrs("tissue").get("ink_geojson")
+
+    def read_tissue_geojson(self) -> dict[str, Any]:
+        """The tissue as a QuPath FeatureCollection (rebuilt from the WKB; older stores kept it as is)."""
+        attrs = self.node_attrs("tissue")
+        if not is_binary(attrs):
+            return attrs["geojson"]
+        pieces, areas = read_pieces(self.path)
+        return feature_collection(pieces, areas, attrs.get("classification"))
+
+    def read_tissue_pieces(self) -> tuple[np.ndarray, np.ndarray]:
+        """The tissue pieces (object array of level-0 polygons) and their areas in um^2 (checked)."""
+        attrs = self.node_attrs("tissue")
+        return read_pieces(self.path) if is_binary(attrs) else \
+            from_feature_collection(attrs["geojson"])[:2]
+
+    def read_tissue_geometry(self) -> Any:
+        """The tissue as one level-0 geometry (MultiPolygon), None when no tissue was found."""
+        return union(self.read_tissue_pieces()[0])
+
+    def read_tissue_mask(self) -> np.ndarray | None:
+        """The mask the tissue was traced from (bool, spanning the slide); None for older stores."""
+        return read_mask(self.path) if is_binary(self.node_attrs("tissue")) else None
