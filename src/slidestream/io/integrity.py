@@ -41,11 +41,23 @@ def check_file(path: Path) -> None:
             if dcm.is_file() and dcm.stat().st_size == 0:
                 raise ValueError(f"DICOM instance {dcm.name} is empty (0 bytes)")
         return
-    size = path.stat().st_size
+    stat = path.stat()
+    size = stat.st_size
     if size == 0:
         raise ValueError("file is empty (0 bytes)")
     if path.suffix.lower() in TIFF_SUFFIXES:
+        # a file checked before in this process, unchanged since (same inode, size, mtime), is not
+        # walked again: a stage that opens the slide twice (tissue, then tiles) pays once
+        stamp = (stat.st_ino, size, stat.st_mtime_ns)
+        if _PASSED.get(str(path.resolve())) == stamp:
+            return
         _check_tiff_extent(path, size)
+        if len(_PASSED) > 4096:
+            _PASSED.clear()
+        _PASSED[str(path.resolve())] = stamp
+
+
+_PASSED: dict[str, tuple[int, int, int]] = {}  # TIFF files that passed the extent check, by path
 
 
 class _CollectErrors(logging.Handler):

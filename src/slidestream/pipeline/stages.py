@@ -38,10 +38,13 @@ from slidestream.tissue import (
     artifacts_to_feature_collection,
     geometry_to_feature_collection,
     segment_tissue,
-    to_feature_collection,
     write_feature_collection,
+    write_geojson,
 )
 from slidestream.viz.overlay import draw_overlay, save_png
+
+# Long side of the tissue and tile pictures (a 1600 px working image costs 2.5x the PNG encode)
+PREVIEW_MAX_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -148,11 +151,10 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
             raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
         result = segment_tissue(slide, params)
         store = open_store(source, out, slide)
-        feature_collection = to_feature_collection(result.gdf)
         classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
         ink = result.ink_geometry() if params.remove_pen and classical_ran else None
         ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
-        write_feature_collection(feature_collection, out / f"{source.slide_id}.geojson")
+        write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
         if ink_collection is not None:
             write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
         artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
@@ -160,7 +162,8 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
             write_feature_collection(artifacts, out / f"{source.slide_id}.artifacts.geojson")
         if write_images:
             shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
-            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading),
+            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading,
+                                  max_side=PREVIEW_MAX_SIDE),
                      out / f"{source.slide_id}.tissue.png")
         if store.has("tissue"):
             store.invalidate_dependents("tissue")
@@ -269,14 +272,15 @@ def _restore_tissue_files(source: SlideSource, out: Path, slide: Slide, params: 
     if geojson.exists() and (png.exists() or not write_images):
         return ""
     result = segment_tissue(slide, params)
-    write_feature_collection(to_feature_collection(result.gdf), geojson)
+    write_geojson(result.gdf, geojson)
     classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
     ink = result.ink_geometry() if params.remove_pen and classical_ran else None
     if ink is not None:
         write_feature_collection(geometry_to_feature_collection(ink, INK_CLASS), out / f"{source.slide_id}.ink.geojson")
     if write_images:
         shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
-        save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading), png)
+        save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading,
+                                  max_side=PREVIEW_MAX_SIDE), png)
     return "GeoJSON and picture" if write_images else "GeoJSON"
 
 
@@ -417,7 +421,8 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
         if write_images:   # also when only the picture was lost (e.g. a full disk after the store)
             overlay = draw_overlay(low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
-                                   tuple(tiles.attrs["level0_size"]), selected=selected)
+                                   tuple(tiles.attrs["level0_size"]), selected=selected,
+                                   max_side=PREVIEW_MAX_SIDE)
             save_png(overlay, picture)
         if done_before:
             raise Skip("tiles already made (picture restored)", **summary)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import shapely
 from PIL import Image, ImageDraw
 from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
@@ -38,13 +39,20 @@ def draw_overlay(
     width: int = 2,
     ink: BaseGeometry | None = None,
     artifacts: dict[str, tuple[BaseGeometry, tuple[int, int, int]]] | None = None,
+    max_side: int | None = None,
 ) -> Image.Image:
     """Draw level-0 geometry and tile boxes onto a thumbnail of the whole slide.
 
     ``ink`` (the pen marks detection excluded) is hatched in magenta, so a reviewer sees both
     what was kept and what was thrown away as ink. ``artifacts`` (name -> (geometry, colour), e.g.
     GrandQC's folds and bubbles) are shaded the same way, each in its class colour.
+    ``max_side`` shrinks a larger thumbnail first (the stages' previews: 1024 px).
     """
+    h, w = thumbnail.shape[:2]
+    if max_side is not None and max(h, w) > max_side:  # previews: fewer pixels to draw and encode
+        f = max_side / max(h, w)
+        thumbnail = cv2.resize(np.ascontiguousarray(thumbnail), (max(1, round(w * f)), max(1, round(h * f))),
+                               interpolation=cv2.INTER_AREA)
     image = Image.fromarray(thumbnail).convert("RGB")
     sx, sy = image.width / level0_size[0], image.height / level0_size[1]
     if ink is not None and not ink.is_empty:
@@ -69,8 +77,7 @@ def draw_overlay(
     polygons = _polygons(geometry)
     if polygons:
         pixels = np.array(image)
-        shells = [_ring_px(p.exterior.coords, sx, sy) for p in polygons]
-        holes = [_ring_px(r.coords, sx, sy) for p in polygons for r in p.interiors]
+        shells, holes = _rings_px(polygons, sx, sy)
         cv2.polylines(pixels, shells, False, TISSUE_COLOUR, thickness=width, lineType=cv2.LINE_8)
         if holes:
             cv2.polylines(pixels, holes, False, HOLE_COLOUR, thickness=max(1, width - 1), lineType=cv2.LINE_8)
@@ -78,10 +85,18 @@ def draw_overlay(
     return image
 
 
-def _ring_px(coords: object, sx: float, sy: float) -> np.ndarray:
-    """A ring's vertices in picture pixels, as OpenCV's int32 polyline."""
-    xy = np.asarray(coords, dtype=np.float64)[:, :2] * (sx, sy)
-    return np.rint(xy).astype(np.int32).reshape(-1, 1, 2)
+def _rings_px(polygons: Sequence[Polygon], sx: float, sy: float) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Shells and holes in picture pixels, as OpenCV int32 polylines: every ring's coordinates
+    come out of GEOS in one call."""
+    geoms = np.asarray(polygons, dtype=object)
+    rings = shapely.get_rings(geoms)  # per polygon: its shell, then its holes
+    is_shell = np.zeros(len(rings), bool)
+    is_shell[np.concatenate([[0], np.cumsum(shapely.get_num_interior_rings(geoms) + 1)[:-1]])] = True
+    xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+    px = np.rint(xy * (sx, sy)).astype(np.int32).reshape(-1, 1, 2)
+    parts = np.split(px, np.flatnonzero(np.diff(ring_of)) + 1)
+    return ([p for p, s in zip(parts, is_shell, strict=True) if s],
+            [p for p, s in zip(parts, is_shell, strict=True) if not s])
 
 
 def _blend_outlines(pixels: np.ndarray, boxes: np.ndarray, colour: tuple[int, int, int], alpha: float) -> None:
