@@ -213,3 +213,18 @@ def test_fast_mask_cleaning_equals_skimage(seed):
     where = rng.random(values.shape) > 0.2
     assert otsu_u8(values, where) == pytest.approx(threshold_otsu(values[where].astype(np.float32) / np.float32(255)))
     assert otsu_u8(np.full((4, 4), 7, np.uint8), np.ones((4, 4), bool)) is None
+
+
+def test_snap_to_level_segments_a_stored_level_as_is():
+    """With ``snap_to_level``, detection reads a pyramid level up to that factor coarser, unresampled."""
+    with open_slide(PEN, default_mpp=2.0) as slide, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoTissueWarning)
+        default = detect_tissue(slide)
+        snapped = detect_tissue(slide, TissueParams(snap_to_level=1.6))  # 6.3 um/px wanted, 8 stored
+        level = slide.read_region((0, 0), 2, slide.level_dimensions[2])
+    assert snapped.mask.shape == (slide.level_dimensions[2][1], slide.level_dimensions[2][0])
+    np.testing.assert_array_equal(snapped.image, level)
+    assert snapped.image_mpp == pytest.approx((8.0, 8.0), rel=1e-3)
+    assert default.mask.shape != snapped.mask.shape
+    union = default.geometry.union(snapped.geometry).area
+    assert default.geometry.intersection(snapped.geometry).area / union > 0.95
