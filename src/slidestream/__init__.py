@@ -6,7 +6,7 @@ The small public API; each stage is also usable on its own from its subpackage::
 
     with ss.open_slide("slide.svs") as slide:
         tissue = ss.detect_tissue(slide)
-        grid = ss.tile_slide(slide, tissue.geometry, mpp=0.5, tile_size=224)
+        grid = ss.tile_slide(slide, tissue, mpp=0.5, tile_size=224)
     ss.extract_features("slides/", encoder="uni", weights="~/weights/uni", out="out/")
     features, coords = ss.load_features("out/slide.zarr", "uni")
 """

@@ -30,7 +30,7 @@ TILE_ARGS = ["--mpp", "2.0", "--tile-size", "112"]
 SELECT_ARGS = ["--select", "random", "--fraction", "0.5"]
 
 ARRAYS = ["tiles/coords", "tiles/tissue_fraction", f"features/{ENCODER}", "selections/random", "tile_scores/qc",
-          "slide_embeddings/mean"]
+          "slide_embeddings/mean", "tissue/wkb", "tissue/mask"]
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +119,8 @@ def _read(store: SlideStore, node: str):
         return store.read_tile_scores(name)
     if kind == "slide_embeddings":
         return store.read_slide_embedding(name)
+    if name == "mask":
+        return store.read_tissue_mask()
     return store.read_tissue_geojson()
 
 

@@ -75,7 +75,7 @@ def test_a_store_from_before_the_deep_methods_still_matches(tmp_path):
     attrs = store.node_attrs("tissue")
     new = {"method", "combine", "threshold", "model_mpp", "artifacts", "artifact_mpp", "exclude_artifacts", "random_init"}
     old_params = {k: v for k, v in attrs["params"].items() if k not in new}
-    store.write_tissue(attrs["geojson"], attrs["summary"], old_params)
+    store.write_tissue(store.read_tissue_geojson(), attrs["summary"], old_params)
     with pytest.raises(Skip):
         run_tissue(source, tmp_path, TissueParams())
 

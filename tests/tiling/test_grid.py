@@ -179,3 +179,44 @@ def test_banded_rasterisation_equals_one_mask(geometry, stride, band_pixels):
     finally:
         coverage.BAND_PIXELS = saved
     np.testing.assert_allclose(banded, whole, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def cmu_result():
+    with open_slide(CMU) as slide:
+        return detect_tissue(slide)
+
+
+def test_mask_coverage_matches_polygon_coverage_on_a_real_slide(cmu_result):
+    """The fast path (coverage from the detector's mask) and the polygon path agree tile by tile:
+    the polygons are the mask's outline, simplified by under a working pixel."""
+    from slidestream.tiling.coverage import mask_fractions
+
+    with open_slide(CMU) as slide:
+        plan = slide.plan(0.5, 224)
+        coords = lattice(slide.dimensions, 112.0)
+        from_mask = mask_fractions(cmu_result.mask, slide.dimensions, coords, plan.level0_size)
+        from_polygons = tissue_fractions(cmu_result.geometry, slide.dimensions, coords, plan.level0_size)
+        exact = exact_fractions(cmu_result.geometry, coords, plan.level0_size)
+        fast = tile_slide(slide, cmu_result, mpp=0.5, tile_size=224)
+        slow = tile_slide(slide, cmu_result.geometry, mpp=0.5, tile_size=224)
+    assert from_mask.max() > 0.99 and (from_mask == 0).any()
+    assert np.abs(from_mask - from_polygons).max() < 0.03
+    assert np.abs(from_mask - exact).max() < 0.03
+    a, b = {tuple(c) for c in fast.coords}, {tuple(c) for c in slow.coords}
+    assert len(a & b) / len(a | b) > 0.9
+    # any tile only one path keeps sits at min_tissue, within the outline's simplification
+    disputed = np.array([c in a ^ b for c in map(tuple, coords)])
+    assert (np.abs(from_mask[disputed] - 0.25) < 0.03).all()
+
+
+def test_mask_coverage_counts_area_off_the_slide_as_glass():
+    from slidestream.tiling.coverage import mask_fractions
+
+    mask = np.ones((10, 20), bool)  # all tissue; slide 200 x 100 level-0 px
+    coords = np.array([[0, 0], [190, 90], [100, 50]])
+    fractions = mask_fractions(mask, (200, 100), coords, (20, 20))
+    np.testing.assert_allclose(fractions, [1.0, 0.25, 1.0])
+    half = mask.copy()
+    half[:, 10:] = False  # tissue on the left half only; a tile straddling x = 100 by 5 px
+    np.testing.assert_allclose(mask_fractions(half, (200, 100), np.array([[95, 0]]), (20, 20)), [0.25])

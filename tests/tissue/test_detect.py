@@ -190,3 +190,41 @@ def test_a_fragment_below_the_minimum_area_is_counted_and_explained(tmp_path):
     assert run.exit_code == 0, run.output
     page = (tmp_path / "report" / "index.html").read_text()
     assert "smaller than the 10,000 µm² minimum" in page
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_mask_cleaning_equals_skimage(seed):
+    """OpenCV labelling and the bincount Otsu replace skimage/scipy without changing a pixel."""
+    from skimage.filters import threshold_otsu
+    from skimage.morphology import remove_small_holes, remove_small_objects
+
+    from slidestream.tissue.masks import clean_mask, drop_small_pieces, otsu_u8
+
+    rng = np.random.default_rng(seed)
+    mask = rng.random((150, 170)) > 0.55
+    kept, dropped = drop_small_pieces(mask, 6)
+    np.testing.assert_array_equal(kept, remove_small_objects(mask, max_size=6))
+    assert dropped > 0
+    params = TissueParams(min_object_um2=5 * 4.0, min_hole_um2=7 * 4.0)
+    cleaned, _ = clean_mask(mask, 2.0, params)
+    expected = remove_small_holes(remove_small_objects(mask, max_size=5), max_size=7)
+    np.testing.assert_array_equal(cleaned, expected)
+    values = rng.integers(10, 90, (60, 80)).astype(np.uint8)
+    where = rng.random(values.shape) > 0.2
+    assert otsu_u8(values, where) == pytest.approx(threshold_otsu(values[where].astype(np.float32) / np.float32(255)))
+    assert otsu_u8(np.full((4, 4), 7, np.uint8), np.ones((4, 4), bool)) is None
+
+
+def test_snap_to_level_segments_a_stored_level_as_is():
+    """With ``snap_to_level``, detection reads a pyramid level up to that factor coarser, unresampled."""
+    with open_slide(PEN, default_mpp=2.0) as slide, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NoTissueWarning)
+        default = detect_tissue(slide)
+        snapped = detect_tissue(slide, TissueParams(snap_to_level=1.6))  # 6.3 um/px wanted, 8 stored
+        level = slide.read_region((0, 0), 2, slide.level_dimensions[2])
+    assert snapped.mask.shape == (slide.level_dimensions[2][1], slide.level_dimensions[2][0])
+    np.testing.assert_array_equal(snapped.image, level)
+    assert snapped.image_mpp == pytest.approx((8.0, 8.0), rel=1e-3)
+    assert default.mask.shape != snapped.mask.shape
+    union = default.geometry.union(snapped.geometry).area
+    assert default.geometry.intersection(snapped.geometry).area / union > 0.95

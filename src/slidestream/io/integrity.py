@@ -9,6 +9,7 @@ reading a few tags.
 from __future__ import annotations
 
 import logging
+import operator
 from pathlib import Path
 
 import tifffile
@@ -40,11 +41,23 @@ def check_file(path: Path) -> None:
             if dcm.is_file() and dcm.stat().st_size == 0:
                 raise ValueError(f"DICOM instance {dcm.name} is empty (0 bytes)")
         return
-    size = path.stat().st_size
+    stat = path.stat()
+    size = stat.st_size
     if size == 0:
         raise ValueError("file is empty (0 bytes)")
     if path.suffix.lower() in TIFF_SUFFIXES:
+        # a file checked before in this process, unchanged since (same inode, size, mtime), is not
+        # walked again: a stage that opens the slide twice (tissue, then tiles) pays once
+        stamp = (stat.st_ino, size, stat.st_mtime_ns)
+        if _PASSED.get(str(path.resolve())) == stamp:
+            return
         _check_tiff_extent(path, size)
+        if len(_PASSED) > 4096:
+            _PASSED.clear()
+        _PASSED[str(path.resolve())] = stamp
+
+
+_PASSED: dict[str, tuple[int, int, int]] = {}  # TIFF files that passed the extent check, by path
 
 
 class _CollectErrors(logging.Handler):
@@ -75,8 +88,8 @@ def _check_tiff_extent(path: Path, size: int) -> None:
             end = 0
             for page in tif.pages:
                 offsets, counts = page.dataoffsets, page.databytecounts
-                if len(offsets):
-                    end = max(end, max(o + c for o, c in zip(offsets, counts, strict=False)))
+                if len(offsets):  # map(add) runs in C: 200k tiles in a few ms, not ~0.1 s of generator
+                    end = max(end, max(map(operator.add, offsets, counts)))
     except Exception as exc:  # tifffile raises many types on garbage; all mean "broken"
         raise ValueError(f"unreadable TIFF structure ({type(exc).__name__}: {exc})") from exc
     finally:

@@ -33,15 +33,18 @@ from slidestream.tiling.params import SelectionParams, TilingParams
 from slidestream.tissue import (
     ARTIFACT_QUPATH_CLASSES,
     INK_CLASS,
+    TISSUE_CLASS,
     TissueParams,
     artifacts_to_feature_collection,
-    geometry_from_feature_collection,
     geometry_to_feature_collection,
     segment_tissue,
-    to_feature_collection,
     write_feature_collection,
+    write_geojson,
 )
 from slidestream.viz.overlay import draw_overlay, save_png
+
+# Long side of the tissue and tile pictures (a 1600 px working image costs 2.5x the PNG encode)
+PREVIEW_MAX_SIDE = 1024
 
 
 @dataclass(frozen=True)
@@ -148,11 +151,10 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
             raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
         result = segment_tissue(slide, params)
         store = open_store(source, out, slide)
-        feature_collection = to_feature_collection(result.gdf)
         classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
         ink = result.ink_geometry() if params.remove_pen and classical_ran else None
         ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
-        write_feature_collection(feature_collection, out / f"{source.slide_id}.geojson")
+        write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
         if ink_collection is not None:
             write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
         artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
@@ -160,14 +162,16 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
             write_feature_collection(artifacts, out / f"{source.slide_id}.artifacts.geojson")
         if write_images:
             shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
-            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading),
+            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading,
+                                  max_side=PREVIEW_MAX_SIDE),
                      out / f"{source.slide_id}.tissue.png")
         if store.has("tissue"):
             store.invalidate_dependents("tissue")
         summary = result.summary()
-        store.write_tissue(feature_collection, summary, wanted, ink=ink_collection,
-                           artifacts=artifacts, provenance=result.provenance or None)
-        _remember_tissue(store, result.geometry, result.image)
+        store.write_tissue(result.gdf.geometry.to_numpy(), summary, wanted, ink=ink_collection,
+                           artifacts=artifacts, provenance=result.provenance or None,
+                           areas_um2=result.gdf["area_um2"].to_numpy(), classification=TISSUE_CLASS, mask=result.mask)
+        _remember_tissue(store, result.geometry, result.image, result.mask)
         return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
 
 
@@ -268,14 +272,15 @@ def _restore_tissue_files(source: SlideSource, out: Path, slide: Slide, params: 
     if geojson.exists() and (png.exists() or not write_images):
         return ""
     result = segment_tissue(slide, params)
-    write_feature_collection(to_feature_collection(result.gdf), geojson)
+    write_geojson(result.gdf, geojson)
     classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
     ink = result.ink_geometry() if params.remove_pen and classical_ran else None
     if ink is not None:
         write_feature_collection(geometry_to_feature_collection(ink, INK_CLASS), out / f"{source.slide_id}.ink.geojson")
     if write_images:
         shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
-        save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading), png)
+        save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading,
+                                  max_side=PREVIEW_MAX_SIDE), png)
     return "GeoJSON and picture" if write_images else "GeoJSON"
 
 
@@ -298,7 +303,7 @@ def _existing_store(out: Path, source: SlideSource) -> SlideStore | None:
 # The tissue geometry last detected or parsed in this process, with the stamp of the store file it
 # came from: tiling right after detection (and the overlay after tiling) reuse it instead of
 # parsing the multi-MB GeoJSON attribute again. One entry, so a long batch holds one slide's.
-_TISSUE_MEMO: dict[str, tuple[tuple[int, int, int], Any, np.ndarray | None]] = {}
+_TISSUE_MEMO: dict[str, tuple[tuple[int, int, int], Any, np.ndarray | None, np.ndarray | None]] = {}
 
 
 def _tissue_stamp(store: SlideStore) -> tuple[int, int, int] | None:
@@ -309,11 +314,12 @@ def _tissue_stamp(store: SlideStore) -> tuple[int, int, int] | None:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def _remember_tissue(store: SlideStore, geometry: Any, image: np.ndarray | None = None) -> None:
+def _remember_tissue(store: SlideStore, geometry: Any, image: np.ndarray | None = None,
+                     mask: np.ndarray | None = None) -> None:
     _TISSUE_MEMO.clear()
     stamp = _tissue_stamp(store)
     if stamp is not None:
-        _TISSUE_MEMO[str(store.path)] = (stamp, None if geometry is None or geometry.is_empty else geometry, image)
+        _TISSUE_MEMO[str(store.path)] = (stamp, None if geometry is None or geometry.is_empty else geometry, image, mask)
 
 
 def _remembered_image(store: SlideStore) -> np.ndarray | None:
@@ -323,13 +329,23 @@ def _remembered_image(store: SlideStore) -> np.ndarray | None:
 
 
 def tissue_geometry(store: SlideStore):
-    """The store's tissue (level-0 geometry, None when empty); parsed once per written version."""
+    """The store's tissue (level-0 geometry, None when empty); read once per written version."""
     hit = _TISSUE_MEMO.get(str(store.path))
     if hit is not None and hit[0] == _tissue_stamp(store):
         return hit[1]
-    geometry = geometry_from_feature_collection(store.read_tissue_geojson())
+    geometry = store.read_tissue_geometry()
     _remember_tissue(store, geometry, _remembered_image(store))
     return geometry
+
+
+def tissue_for_tiling(store: SlideStore):
+    """What tile coverage is computed from: the detector's mask the store holds (as the API's
+    ``tile_slide(slide, detect_tissue(slide))``), or the polygons for stores written without one."""
+    hit = _TISSUE_MEMO.get(str(store.path))
+    if hit is not None and hit[0] == _tissue_stamp(store) and hit[3] is not None:
+        return hit[3]
+    mask = store.read_tissue_mask()
+    return mask if mask is not None else tissue_geometry(store)
 
 
 # ---------------------------------------------------------------------------------- tiles
@@ -363,7 +379,7 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
         elif store.has("tiles") and not overwrite:
             raise StoreError(store.path, "holds tiles made with other parameters; use --overwrite to replace them (features are then recomputed) or another --out")
         else:
-            grid = tile_slide(slide, tissue_geometry(store), **tiling.model_dump())
+            grid = tile_slide(slide, tissue_for_tiling(store), **tiling.model_dump())
             if store.has("tiles"):
                 store.invalidate_dependents("tiles")
             store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted,
@@ -405,7 +421,8 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
             raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
         if write_images:   # also when only the picture was lost (e.g. a full disk after the store)
             overlay = draw_overlay(low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
-                                   tuple(tiles.attrs["level0_size"]), selected=selected)
+                                   tuple(tiles.attrs["level0_size"]), selected=selected,
+                                   max_side=PREVIEW_MAX_SIDE)
             save_png(overlay, picture)
         if done_before:
             raise Skip("tiles already made (picture restored)", **summary)

@@ -24,6 +24,7 @@ import zarr
 
 from slidestream._version import __version__
 from slidestream.errors import StoreError
+from slidestream.store import tissue_node
 from slidestream.store.integrity import (
     check_chunks,
     create_array,
@@ -90,7 +91,7 @@ class Tiles:
         return len(self.coords)
 
 
-class SlideStore:
+class SlideStore(tissue_node.TissueNodeMixin):
     """Read and write one slide's store. Create with :meth:`create`, open with :meth:`open`."""
 
     def __init__(self, path: str | Path) -> None:
@@ -337,31 +338,6 @@ class SlideStore:
         return count
 
     # ------------------------------------------------------------------ stages
-    def write_tissue(self, feature_collection: dict[str, Any], summary: dict[str, Any], params: dict[str, Any],
-                     ink: dict[str, Any] | None = None, artifacts: dict[str, Any] | None = None,
-                     provenance: dict[str, Any] | None = None) -> None:
-        """``artifacts``: GrandQC artifact polygons (QuPath-classified FeatureCollection);
-        ``provenance``: the method, and for deep methods the model and weights SHA-256."""
-        def build(parent: zarr.Group, tmp: str) -> None:
-            parent.create_group(tmp)
-
-        attrs = {"geojson": feature_collection, "summary": summary, "params": params,
-                 "coordinate_space": "level-0 pixels"}
-        if ink is not None:
-            attrs["ink_geojson"] = ink
-        if artifacts is not None:
-            attrs["artifacts_geojson"] = artifacts
-        if provenance is not None:
-            attrs["provenance"] = provenance
-        self.write_node("tissue", build, attrs)
-
-    def read_ink_geojson(self) -> dict[str, Any] | None:
-        """The pen marks tissue detection excluded (None for stores written before it was kept)."""
-        return self.node_attrs("tissue").get("ink_geojson")
-
-    def read_tissue_geojson(self) -> dict[str, Any]:
-        return self.node_attrs("tissue")["geojson"]
-
     def write_tiles(self, coords: np.ndarray, tissue_fraction: np.ndarray, attrs: dict[str, Any],
                     params: dict[str, Any], focus: np.ndarray | None = None, qc: np.ndarray | None = None) -> None:
         coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)

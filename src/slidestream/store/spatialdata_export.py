@@ -77,7 +77,6 @@ def export_spatialdata(store: SlideStore, dest: str | Path, encoders: list[str] 
     import geopandas as gpd
     import pandas as pd
     import shapely
-    from shapely.geometry import shape
     from spatialdata.models import ShapesModel, TableModel
 
     if not store.has("tiles"):
@@ -85,8 +84,7 @@ def export_spatialdata(store: SlideStore, dest: str | Path, encoders: list[str] 
     tiles = store.read_tiles()
     if len(tiles) == 0:
         raise EmptyBagError(store.path, "no tiles (no tissue found): nothing for SpatialData/LazySlide, no file written")
-    pieces = [shape(f["geometry"]) for f in store.read_tissue_geojson().get("features", [])
-              if f.get("geometry")] if store.has("tissue") else []
+    pieces = list(store.read_tissue_pieces()[0]) if store.has("tissue") else []
     tissues = gpd.GeoDataFrame({"tissue_id": np.arange(len(pieces)), "geometry": pieces}, geometry="geometry")
 
     w, h = (int(v) for v in tiles.attrs["level0_size"])

@@ -32,7 +32,7 @@ from slidestream.store.slide_store import (
 GROUPS = ("selections", "features", "tile_scores", "slide_embeddings")
 # Attrs a node must carry so a later reader knows how it was made.
 PROVENANCE = {
-    "tissue": ("params", "summary", "geojson"),
+    "tissue": ("params", "summary"),  # and its geometry: geometry_format "wkb" arrays, or a legacy geojson attr
     "tiles": ("params", "target_mpp", "tile_size_px", "read_level", "read_size", "level0_size", "n_tiles"),
     "selections": ("method", "params", "n_selected", "n_tiles"),
     "features": ("encoder", "weights_sha256", "dim", "precision", "mpp", "tile_size", "reader", "n_rows"),
@@ -127,11 +127,13 @@ def verify_store(path: Path, *, deep: bool = True) -> StoreCheck:
         if lacking:
             check.warnings.append(NodeIssue(rel, f"provenance incomplete: no {', '.join(lacking)}"))
     for rel in intact:
-        if rel != "tissue":  # tissue has no rows
-            try:
+        try:
+            if rel != "tissue":  # tissue has no rows
                 _check_alignment(store, rel, deep=deep)
-            except StoreError as exc:
-                check.issues.append(NodeIssue(rel, exc.reason))
+            elif deep:  # its geometry decodes (offsets consistent, WKB valid)
+                store.read_tissue_pieces()
+        except StoreError as exc:
+            check.issues.append(NodeIssue(rel, exc.reason))
     return check
 
 

@@ -110,3 +110,27 @@ def _sample(table: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     t00, t10 = table[j, i], table[j, i + 1]
     t01, t11 = table[j + 1, i], table[j + 1, i + 1]
     return t00 + a * (t10 - t00) + b * (t01 - t00) + a * b * (t11 - t10 - t01 + t00)
+
+
+def mask_fractions(mask: np.ndarray, level0_size: tuple[int, int], coords: np.ndarray,
+                   extent0: tuple[int, int]) -> np.ndarray:
+    """:func:`tissue_fractions` straight from a raster tissue mask that spans the whole slide
+    (pixel (r, c) covers level-0 [c * sx, (c + 1) * sx) x [r * sy, ...), sx = width / mask width).
+
+    The detector's own mask is the geometry before its outline is traced and simplified, so this
+    is the same coverage without tracing, re-rasterising or banding: one integral image of a
+    ~1-2.5 M-pixel mask and four bilinear lookups per tile (exact for a piecewise-constant mask).
+    The slide edge is the mask's edge: area outside counts as not tissue.
+    """
+    coords = np.asarray(coords, dtype=np.int64).reshape(-1, 2)
+    out = np.zeros(len(coords), dtype=np.float32)
+    if len(coords) == 0 or not mask.any():
+        return out
+    h, w = mask.shape
+    sx, sy = level0_size[0] / w, level0_size[1] / h
+    table = integral_image(mask)
+    x0, y0 = coords[:, 0] / sx, coords[:, 1] / sy
+    ew, eh = extent0[0] / sx, extent0[1] / sy
+    x1, y1 = x0 + ew, y0 + eh
+    inside = _sample(table, x1, y1) - _sample(table, x0, y1) - _sample(table, x1, y0) + _sample(table, x0, y0)
+    return np.clip(inside / (ew * eh), 0.0, 1.0).astype(np.float32)

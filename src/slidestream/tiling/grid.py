@@ -10,9 +10,10 @@ from shapely.geometry.base import BaseGeometry
 
 from slidestream.errors import ConfigError
 from slidestream.io import ReadPlan, Slide
-from slidestream.tiling.coverage import tissue_fractions
+from slidestream.tiling.coverage import mask_fractions, tissue_fractions
 from slidestream.tiling.focus import focus_reference, focus_scores, in_focus
 from slidestream.tiling.qc import QC_COLUMNS, keep_by_qc, qc_fractions, qc_image
+from slidestream.tissue.detect import TissueResult
 
 
 @dataclass
@@ -85,7 +86,7 @@ def lattice(slide_size: tuple[int, int], stride0: float) -> np.ndarray:
 
 def tile_slide(
     slide: Slide,
-    tissue: BaseGeometry | None,
+    tissue: TissueResult | np.ndarray | BaseGeometry | None,
     *,
     mpp: float | None = 0.5,
     magnification: float | None = None,
@@ -103,8 +104,11 @@ def tile_slide(
 ) -> TileGrid:
     """Tile ``slide`` at ``mpp`` (or ``magnification``, via the objective power).
 
-    ``tissue`` is the level-0 tissue geometry (e.g. ``detect_tissue(slide).geometry``); tiles
-    keep when their tissue fraction is at least ``min_tissue``. ``overlap`` is in target px.
+    ``tissue`` is the detection result (``detect_tissue(slide)``: coverage comes from its raster
+    mask, the fast path), such a mask itself (bool, spanning the slide, e.g. a store's), or any
+    level-0 tissue geometry (e.g. QuPath annotations: coverage comes from the polygons); tiles
+    keep when their tissue fraction is at least ``min_tissue``.
+    ``overlap`` is in target px.
     """
     if tile_size <= 0:
         raise ConfigError(slide.path, f"tile_size must be positive, got {tile_size}")
@@ -120,9 +124,16 @@ def tile_slide(
     level0_per_px = plan.level0_size[0] / tile_size
     stride0 = (tile_size - overlap) * level0_per_px
     candidates = lattice(slide.dimensions, stride0)
-    fractions = tissue_fractions(tissue, slide.dimensions, candidates, plan.level0_size)
+    if isinstance(tissue, TissueResult):
+        tissue = tissue.mask
+    if isinstance(tissue, np.ndarray):
+        fractions = mask_fractions(tissue, slide.dimensions, candidates, plan.level0_size)
+        empty = not tissue.any()
+    else:
+        fractions = tissue_fractions(tissue, slide.dimensions, candidates, plan.level0_size)
+        empty = tissue is not None and tissue.is_empty
     keep = fractions >= min_tissue if min_tissue > 0 else np.ones(len(candidates), bool)
-    if min_tissue > 0 and tissue is not None and tissue.is_empty:
+    if min_tissue > 0 and empty:
         keep[:] = False
     extra: dict[str, Any] = {"magnification": magnification} if magnification is not None else {}
     coords, fractions = candidates[keep], fractions[keep]

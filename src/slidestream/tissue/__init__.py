@@ -4,6 +4,7 @@ from slidestream.tissue.detect import TissueResult, detect_tissue, working_mpp
 from slidestream.tissue.geojson import (
     ARTIFACT_QUPATH_CLASSES,
     INK_CLASS,
+    TISSUE_CLASS,
     artifacts_from_feature_collection,
     artifacts_to_feature_collection,
     features_of,
@@ -23,6 +24,7 @@ from slidestream.tissue.segment import segment_tissue
 __all__ = [
     "ARTIFACT_QUPATH_CLASSES",
     "INK_CLASS",
+    "TISSUE_CLASS",
     "TissueParams",
     "TissueResult",
     "artifacts_from_feature_collection",

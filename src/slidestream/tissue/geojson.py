@@ -37,11 +37,21 @@ def _collection(geometries: Any, properties: list[dict[str, Any]]) -> dict[str, 
     """A FeatureCollection, one Feature per geometry with its properties as given (None values
     dropped, as geopandas' ``to_geo_dict(na="drop")`` does). Geometries are encoded by GEOS
     (``shapely.to_geojson``) in one call: iterating coordinates in Python took ~1 s per 100 k vertices."""
+    return json.loads(collection_text(geometries, properties))
+
+
+def collection_text(geometries: Any, properties: list[dict[str, Any]]) -> str:
+    """:func:`_collection` as compact JSON text, assembled from GEOS's GeoJSON strings as they
+    are: writing a file this way skips parsing and re-serialising every coordinate (a 2.7 MB
+    file: ~0.4 s less)."""
     oriented = rfc7946(geometries)
-    encoded = json.loads("[" + ",".join(shapely.to_geojson(oriented).tolist()) + "]") if len(oriented) else []
-    features = [{"type": "Feature", "properties": {k: v for k, v in props.items() if v is not None}, "geometry": geom}
-                for props, geom in zip(properties, encoded, strict=True)]
-    return {"type": "FeatureCollection", "features": features}
+    encoded = shapely.to_geojson(oriented).tolist() if len(oriented) else []
+    features = ",".join(
+        '{"type":"Feature","properties":' + json.dumps({k: v for k, v in props.items() if v is not None},
+                                                       separators=(",", ":"), allow_nan=False)
+        + ',"geometry":' + geometry + "}"
+        for props, geometry in zip(properties, encoded, strict=True))
+    return '{"type":"FeatureCollection","features":[' + features + "]}"
 
 
 # GrandQC's artifact classes as QuPath classifications (names from the release; our short keys).
@@ -54,17 +64,21 @@ ARTIFACT_QUPATH_CLASSES: dict[str, dict[str, Any]] = {
 }
 
 
-def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
-    """One annotation feature per tissue piece, classified ``Tissue``, with its area."""
+def _tissue_properties(gdf: gpd.GeoDataFrame) -> list[dict[str, Any]]:
+    areas = gdf["area_um2"].to_numpy(dtype=object) if "area_um2" in gdf.columns else [None] * len(gdf)
     properties = []
-    has_area = "area_um2" in gdf.columns
-    for i in range(len(gdf)):
+    for i, area in enumerate(areas):  # one column pull, not one pandas lookup per piece
         props: dict[str, Any] = {"objectType": "annotation", "classification": dict(TISSUE_CLASS),
                                  "name": f"tissue {i + 1}"}
-        if has_area and gdf["area_um2"].iloc[i] is not None:
-            props["measurements"] = {"area_um2": float(gdf["area_um2"].iloc[i])}
+        if area is not None:
+            props["measurements"] = {"area_um2": float(area)}
         properties.append(props)
-    return _collection(gdf.geometry.to_numpy(), properties)
+    return properties
+
+
+def to_feature_collection(gdf: gpd.GeoDataFrame) -> dict[str, Any]:
+    """One annotation feature per tissue piece, classified ``Tissue``, with its area."""
+    return _collection(gdf.geometry.to_numpy(), _tissue_properties(gdf))
 
 
 def geometry_to_feature_collection(geometry: BaseGeometry | None, classification: dict[str, Any]) -> dict[str, Any]:
@@ -101,8 +115,9 @@ def write_feature_collection(collection: dict[str, Any], path: str | Path) -> Pa
 
 
 def write_geojson(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
-    """``gdf``'s tissue pieces as QuPath annotations at ``path`` (atomically)."""
-    return write_feature_collection(to_feature_collection(gdf), path)
+    """``gdf``'s tissue pieces as QuPath annotations at ``path`` (atomically): the same document
+    as ``write_feature_collection(to_feature_collection(gdf))``, without the JSON round trip."""
+    return atomic_write_text(path, collection_text(gdf.geometry.to_numpy(), _tissue_properties(gdf)))
 
 
 def geometry_from_feature_collection(collection: dict[str, Any]) -> BaseGeometry | None:

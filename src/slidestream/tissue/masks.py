@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 from skimage.filters import threshold_otsu
-from skimage.morphology import remove_small_holes, remove_small_objects
 
 from slidestream.tissue.params import TissueParams
 
@@ -54,7 +52,7 @@ def pen_mask(hsv: tuple[np.ndarray, np.ndarray, np.ndarray], params: TissueParam
     # clusters inside tissue, and dilating them would punch holes in real tissue.
     min_px = round(params.min_pen_um2 / (mpp * mpp))
     if min_px > 1 and pen.any():
-        pen = remove_small_objects(pen, max_size=min_px)
+        pen = drop_small_pieces(pen, min_px)[0]
     radius = round(params.pen_dilate_um / mpp / 2)
     if radius >= 1 and pen.any():
         pen = dilate(pen, radius)
@@ -104,19 +102,17 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
     _, sat, val = hsv
     radius = round(params.median_um / mpp / 2)
     sat_u8 = np.round(sat * 255).astype(np.uint8)
-    sat_blur = median_blur(sat_u8, radius) / np.float32(255.0)
+    sat_blur = median_blur(sat_u8, radius)  # uint8: saturation in 1/255 steps
 
     pen = pen_mask(hsv, params, mpp) if params.remove_pen else np.zeros(sat.shape, bool)
     black = val < params.black_value
     candidates = ~(pen | black)
-    values = sat_blur[candidates]
-    if values.size and values.max() - values.min() > 1e-6:
-        threshold = float(threshold_otsu(values))
-    else:
+    threshold = otsu_u8(sat_blur, candidates)
+    if threshold is None:
         threshold = params.min_saturation
     threshold = float(np.clip(threshold, params.min_saturation, params.max_saturation_threshold))
 
-    tissue = (sat_blur > threshold) & candidates
+    tissue = (sat_blur > np.float32(threshold) * np.float32(255.0)) & candidates
     tissue &= ~((val > params.white_value) & (sat < threshold))
     if params.min_texture > 0:
         grey = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY).astype(np.float32) / np.float32(255.0)
@@ -132,6 +128,23 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
                       small_pieces_dropped=dropped)
 
 
+def otsu_u8(values_u8: np.ndarray, where: np.ndarray) -> float | None:
+    """Otsu's threshold (0-1) of the uint8 ``values_u8`` (saturation in 1/255 steps) where
+    ``where`` holds; None when they are all equal.
+
+    Same threshold as skimage's ``threshold_otsu`` on the float values (256 bins over their
+    range), but the histogram comes from one ``bincount`` of at most 256 distinct levels, each
+    weighted by its count, instead of binning a million floats.
+    """
+    counts = np.bincount(values_u8[where], minlength=256)
+    levels = np.flatnonzero(counts)
+    if len(levels) < 2:
+        return None
+    values = levels.astype(np.float32) / np.float32(255.0)
+    hist, edges = np.histogram(values, bins=256, range=(float(values[0]), float(values[-1])), weights=counts[levels])
+    return float(threshold_otsu(hist=(hist, (edges[:-1] + edges[1:]) / 2)))
+
+
 def clean_mask(tissue: np.ndarray, mpp: float, params: TissueParams) -> tuple[np.ndarray, int]:
     """Drop pieces under ``min_object_um2`` and fill holes under ``min_hole_um2`` (any method's
     mask: debris and pinholes are not tissue structure). Returns the mask and the pieces dropped."""
@@ -140,18 +153,25 @@ def clean_mask(tissue: np.ndarray, mpp: float, params: TissueParams) -> tuple[np
     min_hole = round(params.min_hole_um2 / px_area)
     dropped = 0
     if min_obj > 0:
-        tissue, dropped = _drop_small_pieces(tissue, min_obj)
+        tissue, dropped = drop_small_pieces(tissue, min_obj)
     if min_hole > 0:
-        tissue = remove_small_holes(tissue, max_size=min_hole)
+        # holes: 4-connected pieces of background, those touching the border included (as
+        # skimage's remove_small_holes, which this replaces)
+        tissue = ~drop_small_pieces(~tissue, min_hole)[0]
     return tissue, dropped
 
 
-def _drop_small_pieces(mask: np.ndarray, max_size: int) -> tuple[np.ndarray, int]:
-    """``remove_small_objects`` (4-connected, pieces of at most ``max_size`` px go) that also
-    says how many went: the report tells a user why a tiny biopsy found no tissue."""
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask, 0
-    small = np.bincount(labels.ravel(), minlength=n + 1) <= max_size
-    small[0] = True  # background stays background
-    return ~small[labels], int(small[1:].sum())
+def drop_small_pieces(mask: np.ndarray, max_size: int) -> tuple[np.ndarray, int]:
+    """Remove 4-connected pieces of at most ``max_size`` px (skimage's ``remove_small_objects``)
+    and say how many went: the report tells a user why a tiny biopsy found no tissue. OpenCV's
+    labelling (without its per-piece statistics, which cost more than the labelling) plus one
+    ``bincount`` and one table lookup: ~1.5x scipy's label on a 1600 px mask."""
+    image = np.ascontiguousarray(mask, dtype=bool).view(np.uint8)
+    n, labels = cv2.connectedComponents(image, connectivity=4, ltype=cv2.CV_32S)
+    if n <= 1:
+        return mask.copy(), 0
+    small = np.bincount(labels.ravel(), minlength=n) <= max_size
+    small[0] = True  # label 0 is the background
+    if not small[1:].any():
+        return mask.copy(), 0
+    return np.take((~small).view(np.uint8), labels).view(bool), int(small[1:].sum())

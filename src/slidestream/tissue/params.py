@@ -23,6 +23,7 @@ class TissueParams(BaseModel):
 
     mpp: float | None = Field(None, gt=0, description="Working resolution (um/px); None picks 2-16 um/px from the slide size.")
     target_long_side_px: int = Field(1024, ge=256, le=16384, description="Long side of the working image when mpp is None.")
+    snap_to_level: float = Field(1.0, ge=1.0, le=4.0, description="When mpp is None, segment a pyramid level up to this many times coarser than the size-based resolution, as stored (no resampling, fewer pixels: faster, slightly coarser outlines); 1 (default) never snaps.")
     median_um: float = Field(40.0, ge=0, description="Median blur diameter applied to saturation before thresholding.")
     min_saturation: float = Field(0.05, ge=0, le=1, description="Floor on the Otsu threshold: blank glass never counts as tissue.")
     max_saturation_threshold: float = Field(0.25, ge=0, le=1, description="Cap on the Otsu threshold, so pale IHC survives a strongly stained neighbour.")

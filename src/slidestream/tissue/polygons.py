@@ -26,7 +26,8 @@ def mask_to_polygons(mask: np.ndarray, scale: tuple[float, float], simplify_px: 
     if not mask.any():
         return []
     m = np.ascontiguousarray(mask, dtype=bool)
-    up = np.repeat(np.repeat(m.view(np.uint8), 2, axis=0), 2, axis=1)
+    h, w = m.shape  # 2x nearest-neighbour upsampling (OpenCV's is ~2x faster than np.repeat)
+    up = cv2.resize(m.view(np.uint8), (2 * w, 2 * h), interpolation=cv2.INTER_NEAREST_EXACT)
     # Pieces are 4-connected (as before): where two pixels touch only at a corner, clear the
     # touching half-pixel of the upper one, so the trace cuts the corner instead of making a
     # ring that touches itself (an invalid polygon).
@@ -45,31 +46,44 @@ def mask_to_polygons(mask: np.ndarray, scale: tuple[float, float], simplify_px: 
         # Douglas-Peucker in C per ring; the rare ring it makes invalid is repaired below
         rings = [cv2.approxPolyDP(r, simplify_px, True) for r in rings]
     rings = [r.reshape(-1, 2) for r in rings]
-    polygons = []
-    for i in np.flatnonzero(links[:, 3] < 0).tolist():
-        shell = rings[i]
-        if len(shell) < 3:
-            continue
-        holes = []
-        child = int(links[i, 2])
-        while child >= 0:
-            if len(rings[child]) >= 3:
-                holes.append(rings[child])
-            child = int(links[child, 0])
-        polygons.append(Polygon(shell, holes))
-    if not polygons:
+    geoms = _assemble(rings, links)
+    if not len(geoms):
         return []
-    geoms = np.asarray(polygons, dtype=object)
     invalid = ~shapely.is_valid(geoms)
     if invalid.any():
         geoms[invalid] = shapely.make_valid(geoms[invalid])
-    sx, sy = scale
-    parts = shapely.get_parts(shapely.get_parts(geoms))  # collections from make_valid, then multis
-    out = [p for p in parts.tolist() if isinstance(p, Polygon) and p.area > 0]
-    out.sort(key=lambda p: p.area, reverse=True)
-    if not out:
+        geoms = shapely.get_parts(shapely.get_parts(geoms))  # collections from make_valid, then multis
+    areas = shapely.area(geoms)
+    keep = (shapely.get_type_id(geoms) == 3) & (areas > 0)  # polygons with area
+    geoms, areas = geoms[keep], areas[keep]
+    if not len(geoms):
         return []
-    return list(shapely.transform(np.asarray(out, dtype=object), lambda xy: xy * (sx, sy)))
+    geoms = geoms[np.argsort(-areas, kind="stable")]  # largest first
+    sx, sy = scale
+    return list(shapely.transform(geoms, lambda xy: xy * (sx, sy)))
+
+
+def _assemble(rings: list[np.ndarray], links: np.ndarray) -> np.ndarray:
+    """Polygons (object array) from traced rings and OpenCV's two-level hierarchy, in one
+    vectorised shapely call: each top-level ring is a shell, its children (next-sibling chain
+    of its first child) its holes; rings of fewer than 3 points are dropped."""
+    lengths = np.fromiter((len(r) for r in rings), dtype=np.int64, count=len(rings))
+    parent = links[:, 3]
+    shell = (parent < 0) & (lengths >= 3)
+    polygon_of = np.full(len(rings), -1, dtype=np.int64)
+    polygon_of[shell] = np.arange(int(shell.sum()))
+    hole = (parent >= 0) & (lengths >= 3)
+    hole &= polygon_of[np.where(hole, parent, 0)] >= 0
+    polygon_of[hole] = polygon_of[parent[hole]]
+    member = np.flatnonzero(polygon_of >= 0)
+    if not len(member):
+        return np.empty(0, dtype=object)
+    # shell first, then its holes in hierarchy order (rings are numbered in trace order)
+    order = member[np.lexsort((member, hole[member], polygon_of[member]))]
+    coords = np.concatenate([rings[i] for i in order]).astype(np.float64)
+    ring_index = np.repeat(np.arange(len(order)), lengths[order])
+    ring_geoms = shapely.linearrings(coords, indices=ring_index)
+    return shapely.polygons(ring_geoms, indices=polygon_of[order])
 
 
 def ring_edges(geometry: BaseGeometry | None) -> np.ndarray:
@@ -139,16 +153,16 @@ def fill_edges(edges: np.ndarray, shape: tuple[int, int], scale: tuple[float, fl
     return np.cumsum(diff[:, :-1], axis=1) > 0
 
 
-def dissolve(polygons: list[Polygon]) -> MultiPolygon:
+def dissolve(polygons: list[Polygon] | np.ndarray) -> MultiPolygon:
     """The union of ``polygons`` as a MultiPolygon (empty for none).
 
     Pieces traced from one mask are disjoint, so the union is just their collection: checking
     that (``is_valid``) costs a few ms where ``union_all`` costs ~0.1 s per 100 pieces; it is the
     fallback when simplification made two neighbours overlap.
     """
-    if not polygons:
+    if not len(polygons):
         return MultiPolygon()
-    collection = MultiPolygon(polygons)
+    collection = shapely.multipolygons(np.asarray(polygons, dtype=object))
     if collection.is_valid:
         return collection
     union = shapely.union_all(polygons)

@@ -20,7 +20,6 @@ from PIL import Image, ImageDraw, ImageFont
 from slidestream.atomic import atomic_write_text
 from slidestream.errors import SlideStreamError, StoreError
 from slidestream.store import SlideStore
-from slidestream.tissue.geojson import geometry_from_feature_collection
 from slidestream.viz.overlay import save_png
 
 __all__ = [
@@ -213,7 +212,7 @@ def _rows_coords(store: SlideStore, rows: str) -> np.ndarray:
 
 def tissue_geometry(store: SlideStore) -> Any:
     """The store's tissue polygons (shapely), or None: the viz package's one reader of them."""
-    return geometry_from_feature_collection(store.read_tissue_geojson()) if store.has("tissue") else None
+    return store.read_tissue_geometry() if store.has("tissue") else None
 
 
 def tile_layer(store: SlideStore, name: str) -> TileLayer:
