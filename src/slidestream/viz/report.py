@@ -129,15 +129,16 @@ def store_signature(path: Path) -> str:
     folder's stat, so an unchanged signature means the store reads as it did when it was cached.
     """
     rows: list[str] = []
-    stack = [path]
+    skip = len(os.fspath(path)) + 1
+    stack = [os.fspath(path)]
     while stack:
         folder = stack.pop()
         with os.scandir(folder) as entries:
             for entry in entries:
                 st = entry.stat(follow_symlinks=False)
-                rows.append(f"{os.path.relpath(entry.path, path)}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
+                rows.append(f"{entry.path[skip:]}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
                 if entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
+                    stack.append(entry.path)
     root = path.stat()
     rows.append(f"\0{root.st_mtime_ns}\0{root.st_ino}")
     return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8", "surrogateescape")).hexdigest()
