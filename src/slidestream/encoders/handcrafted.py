@@ -172,7 +172,8 @@ class HandcraftedFeatures(nn.Module):
         # (requested for the learned encoders) is switched off here.
         # Every statistic is per tile, so on the CPU tiles go through in groups of CHUNK per torch
         # thread: the dozen per-pixel temporaries of a 64-tile batch peaked at ~450 MB above the
-        # batch, 32 tiles at ~300 MB and 16 at ~160 MB, with the same numbers bit for bit. Per
+        # batch, 32 tiles at ~300 MB and 16 at ~160 MB, with the same numbers bit for bit (a
+        # group of under 4 tiles, like any batch that small, differs in float round-off). Per
         # thread, because smaller groups are faster on one thread (cache) but leave two threads
         # waiting on each other. A GPU keeps the whole batch.
         step = x.shape[0] if x.device.type != "cpu" else CHUNK * max(1, torch.get_num_threads())
