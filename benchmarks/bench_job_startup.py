@@ -133,7 +133,7 @@ def main() -> None:
     table = md_table(header, rows)
     note = (f"\n\nSlide {args.slide.name}; medians of {args.repeat} fresh processes per tree, trees interleaved run "
             f"by run. Machine: {machine_line(payload['machine'])}; load average start/end {payload['load_average']}.\n")
-    args.out.with_name("job_startup_table.md").write_text(table + note)
+    args.out.with_name(f"{args.out.stem}_table.md").write_text(table + note)
     print(table + note)
 
 
