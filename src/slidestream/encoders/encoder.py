@@ -13,11 +13,12 @@ import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 from torch import nn
 
@@ -119,10 +120,19 @@ class Encoder:
             "std": list(spec.std),
             "resize": asdict(spec.resize),
             "precision": self.precision,
-            "timm_version": timm.__version__,
+            "timm_version": _timm_version(),
             "torch_version": torch.__version__,
             "slidestream_version": __version__,
         }
+
+
+@cache
+def _timm_version() -> str:
+    """timm's version without importing timm (it imports torchvision): a non-timm encoder never loads it."""
+    try:
+        return metadata.version("timm")
+    except metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def _missing_weights_error(spec: EncoderSpec) -> WeightsError:

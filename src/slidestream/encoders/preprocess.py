@@ -90,8 +90,11 @@ def preprocess(
             f"{spec.name}: preprocessing gave {tuple(x.shape[-2:])}, expected "
             f"{spec.input_size}x{spec.input_size}; tiles are {tuple(batch.shape[1:3])}"
         )
+    # Laid out as the model wants, then normalised in place: the out-of-place form held up to
+    # four float copies of the batch at once (the float batch, x - mean, the quotient, the
+    # contiguous copy); the values are the same, operation for operation.
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = x.contiguous(memory_format=fmt)
     mean = torch.tensor(spec.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    x = (x - mean) / std
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return x.contiguous(memory_format=fmt)
+    return x.sub_(mean).div_(std)

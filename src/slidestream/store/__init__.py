@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from slidestream.store.dimensions import name_dimensions
-from slidestream.store.h5export import export_h5
 from slidestream.store.slide_store import (
     FORMAT_VERSION,
     FeatureWriter,
@@ -18,6 +17,15 @@ from slidestream.store.slide_store import (
     selection_digest,
     store_path,
 )
+
+
+def __getattr__(name: str) -> Any:
+    """``export_h5`` on first use: h5py is needed by exports only, not by every job that writes a store."""
+    if name == "export_h5":
+        from slidestream.store.h5export import export_h5
+
+        return export_h5
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_features(store: str | Path | SlideStore, encoder: str) -> tuple[np.ndarray, np.ndarray]:

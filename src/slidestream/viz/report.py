@@ -6,13 +6,16 @@ are drawn into ``OUT/report/img/`` (see :mod:`slidestream.viz.report_images`) an
 plain HTML + CSS (see :mod:`slidestream.viz.report_html`), so the folder can be copied or
 attached anywhere and opened without a network.
 
-Writing is cheap to repeat: pictures are cached by what they were drawn from, so batch commands
-can call :func:`write_report` at the end of every run.
+Writing is cheap to repeat: pictures are cached by what they were drawn from, and what each
+store holds is cached by the store's signature (a stat of its files), so batch commands can call
+:func:`write_report` at the end of every run and pay only for the slides that changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import webbrowser
 from collections import defaultdict
 from pathlib import Path
@@ -31,6 +34,12 @@ from slidestream.viz.report_model import (
     stage_order,
 )
 
+#: Per-slide data read from the stores by the last report, keyed by each store's signature.
+SLIDE_CACHE = ".slides.json"
+SLIDE_CACHE_VERSION = 1  # bump when _CACHED_FIELDS or what they hold changes
+_CACHED_FIELDS = ("damage", "info", "stages", "store_version", "tissue", "tiles", "selections", "features",
+                  "embeddings", "tile_scores")
+
 __all__ = [
     "REPORT_DIR",
     "Figure",
@@ -40,6 +49,7 @@ __all__ = [
     "StageRecord",
     "collect_run",
     "open_report",
+    "store_signature",
     "write_report",
 ]
 
@@ -75,7 +85,8 @@ def _read_records(out: Path, problems: list[str]) -> tuple[dict[str, list[StageR
     return records, paths
 
 
-def _fill_from_store(report: SlideReport, store: SlideStore) -> None:
+def _fill_from_store(report: SlideReport, store: SlideStore) -> dict[str, Any]:
+    """Read what the page shows from the store; return it as the JSON the slide cache keeps."""
     from slidestream.store.verify import verify_store
 
     report.store = store
@@ -84,7 +95,9 @@ def _fill_from_store(report: SlideReport, store: SlideStore) -> None:
     report.damage = [issue.text() for issue in verify_store(store.path, deep=False).issues]
     attrs = store.attrs
     report.info = dict(attrs.get("slide", {}))
-    report.path = report.path or str(report.info.get("path", ""))
+    report.stages = dict(attrs.get("stages", {}))
+    version = attrs.get("slidestream", {}).get("version")
+    report.store_version = None if version is None else str(version)
     if store.has("tissue"):
         report.tissue = {k: v for k, v in store.node_attrs("tissue").items() if k != "geojson"}
     if store.has("tiles"):
@@ -96,6 +109,50 @@ def _fill_from_store(report: SlideReport, store: SlideStore) -> None:
     for name in report.embeddings:
         meta = json.loads((store.path / "slide_embeddings" / name / "zarr.json").read_text())
         report.embeddings[name]["shape"] = meta.get("shape")
+    data = {key: getattr(report, key) for key in _CACHED_FIELDS}
+    report.path = report.path or str(report.info.get("path", ""))
+    return data
+
+
+def _fill_from_cache(report: SlideReport, path: Path, data: dict[str, Any]) -> None:
+    report.store = SlideStore(path)
+    for key in _CACHED_FIELDS:
+        setattr(report, key, data[key])
+    report.path = report.path or str(report.info.get("path", ""))
+
+
+def store_signature(path: Path) -> str:
+    """A digest of every entry under a store: relative path, size, mtime and inode (stat only, no reads).
+
+    Every way a store changes (a node written or removed by its atomic rename, attributes
+    rewritten, a chunk added, deleted, truncated or replaced, a repair) changes a file's or a
+    folder's stat, so an unchanged signature means the store reads as it did when it was cached.
+    """
+    rows: list[str] = []
+    skip = len(os.fspath(path)) + 1
+    stack = [os.fspath(path)]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                rows.append(f"{entry.path[skip:]}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}")
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+    root = path.stat()
+    rows.append(f"\0{root.st_mtime_ns}\0{root.st_ino}")
+    return hashlib.sha256("\n".join(sorted(rows)).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _read_slide_cache(out: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((out / REPORT_DIR / SLIDE_CACHE).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != SLIDE_CACHE_VERSION:
+        return {}
+    slides = data.get("slides")
+    return slides if isinstance(slides, dict) else {}
 
 
 def _warnings(report: SlideReport) -> list[str]:
@@ -151,8 +208,7 @@ def _stage_config(slides: list[SlideReport]) -> list[StageConfig]:
     for s in slides:
         if s.store is None:
             continue
-        stages = s.store.attrs.get("stages", {})
-        for stage, record in stages.items():
+        for stage, record in s.stages.items():
             if stage.startswith("features/") and stage.split("/", 1)[1] in s.features:
                 params = _feature_params(s.features[stage.split("/", 1)[1]])
             elif stage.startswith(("tile_scores/", "slide_embeddings/")):
@@ -184,48 +240,68 @@ def _feature_params(attrs: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def collect_run(out: str | Path) -> RunReport:
-    """Read the manifest and every store of ``out`` into a :class:`RunReport` (no pictures yet)."""
+def collect_run(out: str | Path, *, cache: dict[str, Any] | None = None) -> RunReport:
+    """Read the manifest and every store of ``out`` into a :class:`RunReport` (no pictures yet).
+
+    ``cache`` (slide id → ``{"signature", "data"}``, from the last report) skips reading stores
+    whose :func:`store_signature` has not changed; the manifest is always read in full. The
+    cache entries of this run are left in ``RunReport.slide_cache`` for the next report.
+    """
     out = Path(out)
+    cache = cache or {}
     problems: list[str] = []
     records, paths = _read_records(out, problems)
     stores: dict[str, Path] = {p.name[: -len(STORE_SUFFIX)]: p for p in sorted(out.glob(f"*{STORE_SUFFIX}"))
                                if (p / "zarr.json").exists()}
     slides = []
+    fresh: dict[str, Any] = {}
     for sid in sorted(set(records) | set(stores), key=str.lower):
         report = SlideReport(sid, path=paths.get(sid, ""), records=records.get(sid, []))
         if sid in stores:
             try:
-                _fill_from_store(report, SlideStore.open(stores[sid]))
+                signature = store_signature(stores[sid])   # before reading: a change while reading shows next time
+                known = cache.get(sid)
+                if (isinstance(known, dict) and known.get("signature") == signature
+                        and isinstance(known.get("data"), dict) and set(_CACHED_FIELDS) <= known["data"].keys()):
+                    _fill_from_cache(report, stores[sid], known["data"])
+                    fresh[sid] = known
+                else:
+                    fresh[sid] = {"signature": signature, "data": _fill_from_store(report, SlideStore.open(stores[sid]))}
             except Exception as exc:  # one damaged store must not hide the others
                 report.store = None
+                fresh.pop(sid, None)
                 report.warnings.append(f"the store {stores[sid].name} could not be read: {type(exc).__name__}: {exc}")
         report.warnings.extend(_warnings(report))
         slides.append(report)
     run_config = out / "run-config.yaml"  # written by slidestream run (pipeline/run.py)
     text = run_config.read_text(encoding="utf-8", errors="replace") if run_config.is_file() else ""
-    return RunReport(out=out, slides=slides, config=_stage_config(slides), problems=problems, run_config=text)
+    return RunReport(out=out, slides=slides, config=_stage_config(slides), problems=problems, run_config=text,
+                     slide_cache=fresh)
 
 
 # ---------------------------------------------------------------------------------- writing
-def write_report(out: str | Path) -> Path:
+def write_report(out: str | Path, *, incremental: bool = True) -> Path:
     """Write ``OUT/report/index.html`` (and its pictures) for the run folder ``out``; return its path.
 
-    Raises ``FileNotFoundError`` when ``out`` holds neither a manifest nor a slide store.
+    Incremental by default: stores unchanged since the last report (same :func:`store_signature`)
+    are taken from ``OUT/report/.slides.json`` instead of being read and checked again, so the
+    refresh after every batch costs a stat of each store plus the work for the slides that
+    changed. ``incremental=False`` reads every store. Raises ``FileNotFoundError`` when ``out``
+    holds neither a manifest nor a slide store.
     """
     from slidestream.store.lock import hold
 
     out = Path(out)
     # Shards finishing together would otherwise delete each other's freshly drawn pictures.
     with hold(out, "cohort/report", wait_s=300.0, stale_after_s=300.0):
-        return _write_report(out)
+        return _write_report(out, incremental=incremental)
 
 
-def _write_report(out: Path) -> Path:
+def _write_report(out: Path, *, incremental: bool = True) -> Path:
     from slidestream.viz.report_html import render
     from slidestream.viz.report_images import ReportImages
 
-    run = collect_run(out)
+    run = collect_run(out, cache=_read_slide_cache(out) if incremental else None)
     if not run.slides and not run.problems:
         raise FileNotFoundError(f"{out}: no manifest.csv and no <slide_id>.zarr stores: nothing to report")
     report_dir = out / REPORT_DIR
@@ -239,6 +315,7 @@ def _write_report(out: Path) -> Path:
     page = render(run)
     path = report_dir / "index.html"
     atomic_write_text(path, page)
+    atomic_write_text(report_dir / SLIDE_CACHE, json.dumps({"version": SLIDE_CACHE_VERSION, "slides": run.slide_cache}))
     return path
 
 

@@ -214,7 +214,7 @@ def _config(run: RunReport) -> str:
     batches = "".join(f"<li><code>{e(rid)}</code> {e(stage)} <span class='muted'>finished {e(fin)}</span></li>"
                       for rid, stage, fin in run.run_ids)
     batches_html = f'<h3>Batches in manifest.csv</h3><ul class="batches">{batches}</ul>' if batches else ""
-    versions = sorted({str(s.store.attrs.get("slidestream", {}).get("version")) for s in run.slides if s.store is not None})
+    versions = sorted({str(s.store_version) for s in run.slides if s.store is not None})
     run_config = (f'<details open><summary>Config of the latest <code>slidestream run</code> '
                   f'(<code>run-config.yaml</code>)</summary><pre class="run-config">{e(run.run_config)}</pre></details>'
                   if run.run_config else "")

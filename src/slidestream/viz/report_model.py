@@ -66,6 +66,8 @@ class SlideReport:
     tile_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     damage: list[str] = field(default_factory=list)  # what ``slidestream verify --quick`` finds wrong
+    stages: dict[str, Any] = field(default_factory=dict)  # the store root's per-stage records (params)
+    store_version: str | None = None  # the slidestream version that created the store
     figures: list[Figure] = field(default_factory=list)
     no_picture: str = ""  # why there is no picture, when there is none
 
@@ -129,6 +131,7 @@ class RunReport:
     version: str = __version__
     problems: list[str] = field(default_factory=list)  # run-level: unreadable manifest, ...
     run_config: str = ""  # OUT/run-config.yaml of the latest ``slidestream run``, verbatim
+    slide_cache: dict[str, Any] = field(default_factory=dict)  # per-slide store data, for the next report
 
     def count(self, status: str) -> int:
         return sum(1 for s in self.slides if s.status == status)
