@@ -101,7 +101,8 @@ def test_a_re_read_tile_embeds_to_its_stored_feature_row(tmp_path, handcrafted):
     features, _, attrs = store.read_features("handcrafted")
     assert attrs["reader"] == "jpeg-dct-1/2"
     with open_slide(CMU) as slide:
-        rows = [0, len(features) // 2, len(features) - 1]
+        # the first batch, whole: the same tiles in the same batch give the same float round-off
+        rows = list(range(min(8, len(features))))
         seen = np.stack([tile_pixels(store, slide, i, encoder="handcrafted") for i in rows])
         reference = np.stack([tile_pixels(store, slide, i) for i in rows]).astype(float)
     np.testing.assert_array_equal(handcrafted(seen), features[rows])
