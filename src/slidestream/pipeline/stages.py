@@ -25,6 +25,7 @@ from slidestream.io.discovery import slide_id_for as io_slide_id_for
 from slidestream.io.fingerprint import slide_fingerprint
 from slidestream.io.remote import location
 from slidestream.pipeline.batch import Busy, Skip, busy_wait_left, report_items
+from slidestream.pipeline.previews import Previews
 from slidestream.selection import select_tiles
 from slidestream.store import SlideStore
 from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLock
@@ -137,42 +138,49 @@ def run_tissue(source: SlideSource, out: Path, params: TissueParams, *, overwrit
     ``<id>.ink.geojson`` (the pen marks excluded, when pen removal is on), ``<id>.tissue.png`` and,
     with artifacts, ``<id>.artifacts.geojson``."""
     out.mkdir(parents=True, exist_ok=True)
-    with source.open() as slide:
-        wanted = {**params.identity(), "slide_mpp": list(slide.mpp)}
-        existing = _existing_store(out, source)
-        recomputed = drop_if_damaged(existing, "tissue", deep=False)
-        if existing is not None and existing.has("tissue") and not overwrite:
-            done = existing.node_attrs("tissue")
-            if _same_tissue(done.get("params"), wanted):
-                _check_same_weights(existing, done, params)
-                restored = _restore_tissue_files(source, out, slide, params, write_images)
-                raise Skip("tissue already detected" + (f" ({restored} restored)" if restored else ""),
-                           **done.get("summary", {}))
-            raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
-        result = segment_tissue(slide, params)
-        store = open_store(source, out, slide)
-        classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
-        ink = result.ink_geometry() if params.remove_pen and classical_ran else None
-        ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
-        write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
-        if ink_collection is not None:
-            write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
-        artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
-        if artifacts is not None:
-            write_feature_collection(artifacts, out / f"{source.slide_id}.artifacts.geojson")
-        if write_images:
-            shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
-            save_png(draw_overlay(result.image, slide.dimensions, result.geometry, ink=ink, artifacts=shading,
-                                  max_side=PREVIEW_MAX_SIDE),
-                     out / f"{source.slide_id}.tissue.png")
-        if store.has("tissue"):
-            store.invalidate_dependents("tissue")
-        summary = result.summary()
-        store.write_tissue(result.gdf.geometry.to_numpy(), summary, wanted, ink=ink_collection,
-                           artifacts=artifacts, provenance=result.provenance or None,
-                           areas_um2=result.gdf["area_um2"].to_numpy(), classification=TISSUE_CLASS, mask=result.mask)
-        _remember_tissue(store, result.geometry, result.image, result.mask)
-        return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
+    with source.open() as slide, Previews() as previews:
+        return _detect_tissue(source, out, params, slide, previews, overwrite=overwrite, write_images=write_images)
+
+
+def _detect_tissue(source: SlideSource, out: Path, params: TissueParams, slide: Slide, previews: Previews, *,
+                   overwrite: bool, write_images: bool) -> dict[str, Any]:
+    """:func:`run_tissue` on an open slide; its picture is drawn and written on ``previews``
+    (the caller's ``with`` block waits for it), overlapping the store writes."""
+    wanted = {**params.identity(), "slide_mpp": list(slide.mpp)}
+    existing = _existing_store(out, source)
+    recomputed = drop_if_damaged(existing, "tissue", deep=False)
+    if existing is not None and existing.has("tissue") and not overwrite:
+        done = existing.node_attrs("tissue")
+        if _same_tissue(done.get("params"), wanted):
+            _check_same_weights(existing, done, params)
+            restored = _restore_tissue_files(source, out, slide, params, write_images)
+            raise Skip("tissue already detected" + (f" ({restored} restored)" if restored else ""),
+                       **done.get("summary", {}))
+        raise StoreError(existing.path, "holds tissue detected with other parameters (or another slide mpp); use --overwrite to replace it (tiles and features are then recomputed)")
+    result = segment_tissue(slide, params)
+    store = open_store(source, out, slide)
+    classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
+    ink = result.ink_geometry() if params.remove_pen and classical_ran else None
+    ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
+    write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
+    if ink_collection is not None:
+        write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
+    artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
+    if artifacts is not None:
+        write_feature_collection(artifacts, out / f"{source.slide_id}.artifacts.geojson")
+    if write_images:
+        shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
+        image, dimensions, geometry, picture = result.image, slide.dimensions, result.geometry, out / f"{source.slide_id}.tissue.png"
+        previews.submit(lambda: save_png(draw_overlay(image, dimensions, geometry, ink=ink, artifacts=shading,
+                                                      max_side=PREVIEW_MAX_SIDE), picture))
+    if store.has("tissue"):
+        store.invalidate_dependents("tissue")
+    summary = result.summary()
+    store.write_tissue(result.gdf.geometry.to_numpy(), summary, wanted, ink=ink_collection,
+                       artifacts=artifacts, provenance=result.provenance or None,
+                       areas_um2=result.gdf["area_um2"].to_numpy(), classification=TISSUE_CLASS, mask=result.mask)
+    _remember_tissue(store, result.geometry, result.image, result.mask)
+    return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
 
 
 def drop_if_damaged(store: SlideStore | None, rel: str, *, deep: bool) -> list[str]:
@@ -362,70 +370,81 @@ def run_tiles(source: SlideSource, out: Path, tiling: TilingParams, tissue: Tiss
     if tissue is None:
         tissue = stored_tissue_params(existing) or TissueParams()
     recomputed: list[str] = []
-    if existing is None or not existing.has("tissue") or overwrite:
-        with contextlib.suppress(Skip):
-            recomputed += run_tissue(source, out, tissue, overwrite=overwrite, write_images=write_images).get("recomputed", [])
+    # one open slide for detection and tiling; the pictures are written in the background and
+    # waited for (their failures raised) when the ``with`` block ends
+    with source.open() as slide, Previews() as previews:
+        detected = existing is None or not existing.has("tissue") or overwrite
+        if detected:
+            with contextlib.suppress(Skip):   # a skip restored its own files
+                recomputed += _detect_tissue(source, out, tissue, slide, previews, overwrite=overwrite,
+                                             write_images=write_images).get("recomputed", [])
+        return _tile(source, out, tiling, tissue, slide, previews, selection=selection, overwrite=overwrite,
+                     write_images=write_images, recomputed=recomputed, detected=detected)
+
+
+def _tile(source: SlideSource, out: Path, tiling: TilingParams, tissue: TissueParams, slide: Slide,
+          previews: Previews, *, selection: SelectionParams | None, overwrite: bool, write_images: bool,
+          recomputed: list[str], detected: bool) -> dict[str, Any]:
+    """:func:`run_tiles` after detection, on the open slide (``detected``: detection ran just now)."""
     store = SlideStore.open(out / f"{source.slide_id}.zarr")
     recomputed += drop_if_damaged(store, "tiles", deep=True)  # tiles are small: check every checksum
     if selection is not None:
         recomputed += drop_if_damaged(store, f"selections/{selection.name}", deep=True)
     did_tiles = False
-    with source.open() as slide:
-        restored = _restore_tissue_files(source, out, slide, stored_tissue_params(store) or tissue, write_images) \
-            if store.has("tissue") else ""
-        wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
-        if store.has("tiles") and not overwrite and _same_tiling(store.node_attrs("tiles").get("params"), wanted):
-            pass
-        elif store.has("tiles") and not overwrite:
-            raise StoreError(store.path, "holds tiles made with other parameters; use --overwrite to replace them (features are then recomputed) or another --out")
+    restored = _restore_tissue_files(source, out, slide, stored_tissue_params(store) or tissue, write_images) \
+        if store.has("tissue") and not detected else ""
+    wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
+    if store.has("tiles") and not overwrite and _same_tiling(store.node_attrs("tiles").get("params"), wanted):
+        pass
+    elif store.has("tiles") and not overwrite:
+        raise StoreError(store.path, "holds tiles made with other parameters; use --overwrite to replace them (features are then recomputed) or another --out")
+    else:
+        grid = tile_slide(slide, tissue_for_tiling(store), **tiling.model_dump())
+        if store.has("tiles"):
+            store.invalidate_dependents("tiles")
+        store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted,
+                          focus=grid.focus, qc=grid.qc)
+        did_tiles = True
+    tiles = store.read_tiles()
+    low_res: list[np.ndarray] = []
+
+    def low_res_image() -> np.ndarray:  # read once, only if a selection or a picture needs it
+        if not low_res:
+            image = _remembered_image(store)  # detection's own image, when detection ran here
+            low_res.append(image if image is not None else
+                           slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])[0])
+        return low_res[0]
+
+    summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],
+                               "note": "" if len(tiles) else "no tiles: no tissue above min_tissue"}
+    for dropped in ("out_of_focus_dropped", "qc_dropped"):
+        if tiles.attrs.get(dropped):
+            summary[dropped] = tiles.attrs[dropped]
+    selected = None
+    did_selection = False
+    if selection is not None:
+        name = selection.name
+        sel_params = selection.model_dump()
+        if store.has(f"selections/{name}") and store.node_attrs(f"selections/{name}").get("params") == sel_params and not did_tiles:
+            selected = store.read_selection(name)
         else:
-            grid = tile_slide(slide, tissue_for_tiling(store), **tiling.model_dump())
-            if store.has("tiles"):
-                store.invalidate_dependents("tiles")
-            store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted,
-                              focus=grid.focus, qc=grid.qc)
-            did_tiles = True
-        tiles = store.read_tiles()
-        low_res: list[np.ndarray] = []
-
-        def low_res_image() -> np.ndarray:  # read once, only if a selection or a picture needs it
-            if not low_res:
-                image = _remembered_image(store)  # detection's own image, when detection ran here
-                low_res.append(image if image is not None else
-                               slide.read_whole(store.node_attrs("tissue")["summary"]["working_mpp"])[0])
-            return low_res[0]
-
-        summary: dict[str, Any] = {"tiles": len(tiles), "read_level": tiles.attrs["read_level"],
-                                   "note": "" if len(tiles) else "no tiles: no tissue above min_tissue"}
-        for dropped in ("out_of_focus_dropped", "qc_dropped"):
-            if tiles.attrs.get(dropped):
-                summary[dropped] = tiles.attrs[dropped]
-        selected = None
-        did_selection = False
-        if selection is not None:
-            name = selection.name
-            sel_params = selection.model_dump()
-            if store.has(f"selections/{name}") and store.node_attrs(f"selections/{name}").get("params") == sel_params and not did_tiles:
-                selected = store.read_selection(name)
-            else:
-                selected = select_tiles(selection.method, tiles.coords, extent0=tuple(tiles.attrs["level0_size"]),
-                                        tissue_fraction=tiles.tissue_fraction, image=low_res_image(),
-                                        level0_size=slide.dimensions, fraction=selection.fraction,
-                                        count=selection.count, seed=selection.seed)
-                store.write_selection(name, selected, {"method": selection.method, "params": sel_params})
-                did_selection = True
-            summary["selected"] = len(selected)
-        picture = out / f"{source.slide_id}.tiles.png"
-        done_before = not did_tiles and not did_selection
-        if done_before and (picture.exists() or not write_images):
-            raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
-        if write_images:   # also when only the picture was lost (e.g. a full disk after the store)
-            overlay = draw_overlay(low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
-                                   tuple(tiles.attrs["level0_size"]), selected=selected,
-                                   max_side=PREVIEW_MAX_SIDE)
-            save_png(overlay, picture)
-        if done_before:
-            raise Skip("tiles already made (picture restored)", **summary)
+            selected = select_tiles(selection.method, tiles.coords, extent0=tuple(tiles.attrs["level0_size"]),
+                                    tissue_fraction=tiles.tissue_fraction, image=low_res_image(),
+                                    level0_size=slide.dimensions, fraction=selection.fraction,
+                                    count=selection.count, seed=selection.seed)
+            store.write_selection(name, selected, {"method": selection.method, "params": sel_params})
+            did_selection = True
+        summary["selected"] = len(selected)
+    picture = out / f"{source.slide_id}.tiles.png"
+    done_before = not did_tiles and not did_selection
+    if done_before and (picture.exists() or not write_images):
+        raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
+    if write_images:   # also when only the picture was lost (e.g. a full disk after the store)
+        args = (low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
+                tuple(tiles.attrs["level0_size"]))
+        previews.submit(lambda: save_png(draw_overlay(*args, selected=selected, max_side=PREVIEW_MAX_SIDE), picture))
+    if done_before:
+        raise Skip("tiles already made (picture restored)", **summary)
     return with_recomputed(summary, recomputed)
 
 
