@@ -7,6 +7,7 @@ import errno
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from slidestream.pipeline import stages
@@ -79,3 +80,57 @@ def test_a_picture_failure_replaces_a_skip_but_not_a_real_error():
     with Previews() as previews:
         previews.submit(lambda: (time.sleep(0.2), done.append(1)))
     assert done == [1]   # waited for on exit
+
+
+def test_the_pictures_show_the_tissue_outline_and_the_tile_grid_at_preview_size(tmp_path):
+    """What a reviewer opens: both PNGs decode at the detection image's size (at most 1024 px),
+    the tissue picture has the amber outline on the tissue's boundary, and the tiles picture has
+    each tile's corner blended towards the tile blue over the thumbnail."""
+    from PIL import Image
+
+    from slidestream.io import open_slide
+    from slidestream.pipeline.previews import thumbnail
+    from slidestream.store import SlideStore
+    from slidestream.tissue import detect_tissue
+    from slidestream.viz.overlay import TILE_COLOUR, TISSUE_COLOUR
+
+    run_tiles(SlideSource(CMU), tmp_path, TILING)
+    sid = SlideSource(CMU).slide_id
+    with open_slide(CMU) as slide:
+        base = thumbnail(detect_tissue(slide).image, stages.PREVIEW_MAX_SIDE).get()  # deterministic
+        level0 = slide.dimensions
+    tissue = np.asarray(Image.open(tmp_path / f"{sid}.tissue.png"))
+    tiles_png = np.asarray(Image.open(tmp_path / f"{sid}.tiles.png"))
+    assert tissue.shape == tiles_png.shape == base.shape and max(base.shape[:2]) <= stages.PREVIEW_MAX_SIDE
+    sx, sy = base.shape[1] / level0[0], base.shape[0] / level0[1]
+
+    store = SlideStore.open(tmp_path / f"{sid}.zarr")
+    shells = [p.exterior for p in store.read_tissue_pieces()[0]]
+    boundary = np.concatenate([np.rint(np.asarray(ring.coords) * (sx, sy)).astype(int) for ring in shells])
+    boundary = boundary[(boundary[:, 0] < base.shape[1]) & (boundary[:, 1] < base.shape[0])]
+    amber = (tissue[boundary[:, 1], boundary[:, 0]] == TISSUE_COLOUR).all(axis=1)
+    assert len(boundary) > 20 and amber.mean() > 0.9   # vertices shared with a hole are drawn dark
+
+    corners = np.rint(store.read_tiles().coords * (sx, sy)).astype(int)
+    outline = (tissue != base).any(axis=2)   # where the tissue picture drew (drawn over the tiles too)
+    corners = corners[~outline[corners[:, 1], corners[:, 0]]]
+    alpha = 120 / 255
+    expected = np.rint(base[corners[:, 1], corners[:, 0]].astype(np.float32) * (1 - alpha)
+                       + np.asarray(TILE_COLOUR, np.float32) * alpha)
+    assert len(corners) > 10
+    assert np.array_equal(tiles_png[corners[:, 1], corners[:, 0]], expected.astype(np.uint8))
+
+
+@pytest.mark.parametrize("channels", [None, 3, 4])
+def test_a_png_decodes_to_the_pixels_it_was_given(tmp_path, channels):
+    """Previews and maps (grey, RGB, RGBA) are written by OpenCV's encoder: lossless, same channels."""
+    from PIL import Image
+
+    from slidestream.viz.overlay import save_png
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (37, 53) if channels is None else (37, 53, channels), dtype=np.uint8)
+    save_png(pixels, tmp_path / "a.png")
+    save_png(Image.fromarray(pixels), tmp_path / "b.png")
+    for name in ("a.png", "b.png"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / name)), pixels)

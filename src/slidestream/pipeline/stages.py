@@ -25,9 +25,9 @@ from slidestream.io.discovery import slide_id_for as io_slide_id_for
 from slidestream.io.fingerprint import slide_fingerprint
 from slidestream.io.remote import location
 from slidestream.pipeline.batch import Busy, Skip, busy_wait_left, report_items
-from slidestream.pipeline.previews import Previews
+from slidestream.pipeline.previews import Previews, thumbnail
 from slidestream.selection import select_tiles
-from slidestream.store import SlideStore
+from slidestream.store import SlideStore, Tiles
 from slidestream.store.lock import DEFAULT_STALE_AFTER_S, LockHeldError, SlideLock
 from slidestream.tiling import tile_slide
 from slidestream.tiling.params import SelectionParams, TilingParams
@@ -42,7 +42,7 @@ from slidestream.tissue import (
     write_feature_collection,
     write_geojson,
 )
-from slidestream.viz.overlay import draw_overlay, save_png
+from slidestream.viz.overlay import draw_overlay, overlay_pixels, save_png
 
 # Long side of the tissue and tile pictures (a 1600 px working image costs 2.5x the PNG encode)
 PREVIEW_MAX_SIDE = 1024
@@ -170,9 +170,10 @@ def _detect_tissue(source: SlideSource, out: Path, params: TissueParams, slide: 
         write_feature_collection(artifacts, out / f"{source.slide_id}.artifacts.geojson")
     if write_images:
         shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
-        image, dimensions, geometry, picture = result.image, slide.dimensions, result.geometry, out / f"{source.slide_id}.tissue.png"
-        previews.submit(lambda: save_png(draw_overlay(image, dimensions, geometry, ink=ink, artifacts=shading,
-                                                      max_side=PREVIEW_MAX_SIDE), picture))
+        base, dimensions, geometry, picture = thumbnail(result.image, PREVIEW_MAX_SIDE), slide.dimensions, \
+            result.geometry, out / f"{source.slide_id}.tissue.png"
+        previews.submit(lambda: save_png(overlay_pixels(base.get(), dimensions, geometry, ink=ink,
+                                                        artifacts=shading), picture))
     if store.has("tissue"):
         store.invalidate_dependents("tissue")
     summary = result.summary()
@@ -390,22 +391,21 @@ def _tile(source: SlideSource, out: Path, tiling: TilingParams, tissue: TissuePa
     recomputed += drop_if_damaged(store, "tiles", deep=True)  # tiles are small: check every checksum
     if selection is not None:
         recomputed += drop_if_damaged(store, f"selections/{selection.name}", deep=True)
-    did_tiles = False
     restored = _restore_tissue_files(source, out, slide, stored_tissue_params(store) or tissue, write_images) \
         if store.has("tissue") and not detected else ""
     wanted = {**tiling.model_dump(), "slide_mpp": list(slide.mpp)}
+    grid = None
     if store.has("tiles") and not overwrite and _same_tiling(store.node_attrs("tiles").get("params"), wanted):
-        pass
+        tiles = store.read_tiles()
     elif store.has("tiles") and not overwrite:
         raise StoreError(store.path, "holds tiles made with other parameters; use --overwrite to replace them (features are then recomputed) or another --out")
     else:
         grid = tile_slide(slide, tissue_for_tiling(store), **tiling.model_dump())
-        if store.has("tiles"):
-            store.invalidate_dependents("tiles")
-        store.write_tiles(grid.coords, grid.tissue_fraction, {**grid.attrs(), "backend": slide.backend_name}, wanted,
-                          focus=grid.focus, qc=grid.qc)
-        did_tiles = True
-    tiles = store.read_tiles()
+        # the table as the store will hold it: selection and picture work from it while it is written
+        tiles = Tiles(coords=np.asarray(grid.coords, dtype=np.int64).reshape(-1, 2),
+                      tissue_fraction=np.asarray(grid.tissue_fraction, dtype=np.float32).reshape(-1),
+                      attrs={**grid.attrs(), "backend": slide.backend_name}, focus=grid.focus, qc=grid.qc)
+    did_tiles = grid is not None
     low_res: list[np.ndarray] = []
 
     def low_res_image() -> np.ndarray:  # read once, only if a selection or a picture needs it
@@ -420,7 +420,25 @@ def _tile(source: SlideSource, out: Path, tiling: TilingParams, tissue: TissuePa
     for dropped in ("out_of_focus_dropped", "qc_dropped"):
         if tiles.attrs.get(dropped):
             summary[dropped] = tiles.attrs[dropped]
+    picture = out / f"{source.slide_id}.tiles.png"
     selected = None
+
+    def picture_or_skip(done_before: bool) -> None:
+        """Skip when nothing was to do; else draw the picture in the background (also when only
+        the picture was lost, e.g. to a full disk after the store was written)."""
+        if done_before and (picture.exists() or not write_images):
+            raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
+        if write_images:
+            base = thumbnail(low_res_image(), PREVIEW_MAX_SIDE)  # the tissue picture's, when drawn here
+            args = (slide.dimensions, tissue_geometry(store), tiles.coords, tuple(tiles.attrs["level0_size"]))
+            previews.submit(lambda: save_png(overlay_pixels(base.get(), *args, selected=selected), picture))
+
+    if selection is None:
+        picture_or_skip(not did_tiles)  # drawn while the tiles are written
+    if grid is not None:  # the tiles are stored before any selection, so a failed selection keeps them
+        if store.has("tiles"):
+            store.invalidate_dependents("tiles")
+        store.write_tiles(tiles.coords, tiles.tissue_fraction, tiles.attrs, wanted, focus=grid.focus, qc=grid.qc)
     did_selection = False
     if selection is not None:
         name = selection.name
@@ -435,15 +453,8 @@ def _tile(source: SlideSource, out: Path, tiling: TilingParams, tissue: TissuePa
             store.write_selection(name, selected, {"method": selection.method, "params": sel_params})
             did_selection = True
         summary["selected"] = len(selected)
-    picture = out / f"{source.slide_id}.tiles.png"
-    done_before = not did_tiles and not did_selection
-    if done_before and (picture.exists() or not write_images):
-        raise Skip("tiles already made" + (f" (tissue {restored} restored)" if restored else ""), **summary)
-    if write_images:   # also when only the picture was lost (e.g. a full disk after the store)
-        args = (low_res_image(), slide.dimensions, tissue_geometry(store), tiles.coords,
-                tuple(tiles.attrs["level0_size"]))
-        previews.submit(lambda: save_png(draw_overlay(*args, selected=selected, max_side=PREVIEW_MAX_SIDE), picture))
-    if done_before:
+        picture_or_skip(not did_tiles and not did_selection)
+    if not did_tiles and not did_selection:
         raise Skip("tiles already made (picture restored)", **summary)
     return with_recomputed(summary, recomputed)
 

@@ -17,18 +17,23 @@ verified, and ``slidestream verify`` says so.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import zarr
+import zarr.api.asynchronous as zarr_async
 from zarr.codecs import Crc32cCodec, ZstdCodec
+from zarr.core.sync import sync
+from zarr.storage import MemoryStore
 
-from slidestream.atomic import atomic_write_text
+from slidestream.atomic import atomic_path, atomic_write_text
 from slidestream.errors import StoreError
 
 INTEGRITY_KEY = "integrity"
@@ -36,6 +41,13 @@ CHECKSUM = "crc32c"
 META_DIGEST = "meta_sha256"
 WRITE_CONFIG = {"write_empty_chunks": True}  # a chunk of zeros is still a file: absence means damage
 LEGACY = "written before checksums: chunks and metadata cannot be verified"
+
+
+def _array_options(shape: tuple[int, ...], dtype: Any, chunks: tuple[int, ...],
+                   dimension_names: tuple[str, ...] | None) -> dict[str, Any]:
+    """zstd, then a crc32c checksum per chunk, every chunk written: the codecs of every array."""
+    return {"shape": shape, "dtype": dtype, "chunks": chunks, "dimension_names": dimension_names,
+            "compressors": [ZstdCodec(level=0, checksum=False), Crc32cCodec()], "config": WRITE_CONFIG}
 
 
 def create_array(parent: zarr.Group | Path, name: str | None, shape: tuple[int, ...], dtype: Any,
@@ -46,13 +58,72 @@ def create_array(parent: zarr.Group | Path, name: str | None, shape: tuple[int, 
     ``parent`` is a group (the array becomes ``parent[name]``) or a path (the array is created there);
     ``dimension_names`` name the axes so xarray can open the array.
     """
-    options: dict[str, Any] = {"shape": shape, "dtype": dtype, "chunks": chunks,
-                               "dimension_names": dimension_names,
-                               "compressors": [ZstdCodec(level=0, checksum=False), Crc32cCodec()],
-                               "config": WRITE_CONFIG}
+    options = _array_options(shape, dtype, chunks, dimension_names)
     if isinstance(parent, zarr.Group):
         return parent.create_array(name, overwrite=overwrite, **options)
     return zarr.create_array(Path(parent), zarr_format=3, overwrite=overwrite, **options)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One array of a group written by :func:`write_group`: its data, chunk shape and axis names."""
+
+    data: np.ndarray
+    chunks: tuple[int, ...]
+    dimension_names: tuple[str, ...] | None = None
+
+
+def write_group(path: Path, attributes: dict[str, Any], members: dict[str, Member]) -> None:
+    """Write a complete, sealed group at ``path`` (a new directory): ``attributes`` and its member
+    arrays, with the codecs of :func:`create_array`, sealed as :func:`seal` seals.
+
+    zarr encodes everything (metadata documents, compressed and checksummed chunks) into an
+    in-memory store in **one** round trip to its I/O thread; the documents are sealed there, and
+    the files are then written once, each metadata document flushed to disk as :func:`seal`'s
+    atomic writes flush it (file and directory). Built call by call on disk, a two-array node
+    cost ~15 synchronous zarr calls, each a hand-off to zarr's event loop plus one thread hop
+    per file operation (existence checks, metadata, chunks), then a second read and write of
+    every document to seal it: ~20-40 ms per node on 2 busy cores, against ~5 ms here.
+    ``path`` is a temporary name the caller renames into place, so no reader sees it partial.
+    """
+    encoded: dict[str, Any] = {}
+
+    async def build() -> None:
+        group = await zarr_async.create_group(store=MemoryStore(encoded), zarr_format=3, attributes=attributes)
+
+        async def member(name: str, spec: Member) -> None:
+            data = np.ascontiguousarray(spec.data)
+            arr = await group.create_array(name, **_array_options(data.shape, data.dtype, spec.chunks,
+                                                                  spec.dimension_names))
+            if data.size:
+                await arr.setitem(Ellipsis, data)
+
+        # every member finishes (or fails) before this returns: nothing is left running
+        results = await asyncio.gather(*(member(name, spec) for name, spec in members.items()),
+                                       return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    sync(build())
+    files = {key: buffer.to_bytes() for key, buffer in encoded.items()}
+    metadata = sorted((k for k in files if k.rpartition("/")[2] == "zarr.json"), key=lambda k: -k.count("/"))
+    for key in metadata:  # arrays before their group, as seal() does
+        node = key.rpartition("/")[0]
+        prefix = f"{node}/" if node else ""
+        present = {k[len(prefix):] for k in files
+                   if k.startswith(prefix) and (k[len(prefix):] == "c" or k[len(prefix):].startswith("c/"))}
+        doc = _sealed(json.loads(files[key]), path / node, present)
+        files[key] = json.dumps(doc, indent=2, ensure_ascii=False).encode("utf-8")
+    path.mkdir(parents=False, exist_ok=False)
+    for key in sorted(files, key=lambda k: (k in metadata, -k.count("/"))):  # chunks first, the group last
+        target = path / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if key in metadata:
+            with atomic_path(target) as tmp:   # flushed like every sealed document
+                tmp.write_bytes(files[key])
+        else:
+            target.write_bytes(files[key])
 
 
 def open_for_append(path: Path) -> zarr.Array:
@@ -107,6 +178,21 @@ def _digest(doc: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def _sealed(doc: dict[str, Any], node_dir: Path, present: set[str]) -> dict[str, Any]:
+    """``doc`` with its integrity record: for an array, every chunk of its grid must be among
+    ``present`` (its chunk keys, ``c/0/1``), counted; for every document, the metadata digest."""
+    record: dict[str, Any] = {}
+    if doc.get("node_type") == "array":
+        keys = chunk_keys(doc) or []
+        missing = set(keys) - present
+        if missing:  # a writer bug, not damage: refuse to seal a node that is not complete
+            raise StoreError(node_dir, f"{len(missing)} of {len(keys)} chunks were not written; not sealing")
+        record = {"checksum": CHECKSUM if has_checksums(doc) else None, "chunks": len(keys)}
+    doc.setdefault("attributes", {})[INTEGRITY_KEY] = record
+    record[META_DIGEST] = _digest(doc)
+    return doc
+
+
 def seal(node_dir: Path) -> None:
     """Record, in every ``zarr.json`` of a just-completed node, what was written and a metadata digest.
 
@@ -116,16 +202,8 @@ def seal(node_dir: Path) -> None:
     """
     for meta_path in sorted(node_dir.rglob("zarr.json"), key=lambda p: len(p.parts), reverse=True):
         doc = json.loads(meta_path.read_text(encoding="utf-8"))
-        record: dict[str, Any] = {}
-        if doc.get("node_type") == "array":
-            keys = chunk_keys(doc) or []
-            missing = set(keys) - present_chunks(meta_path.parent)
-            if missing:  # a writer bug, not damage: refuse to seal a node that is not complete
-                raise StoreError(meta_path.parent, f"{len(missing)} of {len(keys)} chunks were not written; not sealing")
-            record = {"checksum": CHECKSUM if has_checksums(doc) else None, "chunks": len(keys)}
-        doc.setdefault("attributes", {})[INTEGRITY_KEY] = record
-        record[META_DIGEST] = _digest(doc)
-        atomic_write_text(meta_path, json.dumps(doc, indent=2, ensure_ascii=False))
+        present = present_chunks(meta_path.parent) if doc.get("node_type") == "array" else set()
+        atomic_write_text(meta_path, json.dumps(_sealed(doc, meta_path.parent, present), indent=2, ensure_ascii=False))
 
 
 def read_meta(store: Path, rel: str, node_dir: Path | None = None) -> dict[str, Any]:

@@ -23,9 +23,11 @@ import numpy as np
 import zarr
 
 from slidestream._version import __version__
+from slidestream.atomic import atomic_path
 from slidestream.errors import StoreError
 from slidestream.store import tissue_node
 from slidestream.store.integrity import (
+    Member,
     check_chunks,
     create_array,
     has_checksums,
@@ -33,6 +35,7 @@ from slidestream.store.integrity import (
     read_array,
     read_meta,
     seal,
+    write_group,
 )
 
 FORMAT_VERSION = "1.0"
@@ -106,8 +109,7 @@ class SlideStore(tissue_node.TissueNodeMixin):
             return cls.open(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.partial")
-        group = zarr.open_group(tmp, mode="w", zarr_format=3)
-        group.attrs.update(_jsonable({
+        zarr.create_group(tmp, zarr_format=3, attributes=_jsonable({  # one metadata write
             "slidestream": {"format_version": FORMAT_VERSION, "version": __version__, "created": now_iso()},
             "slide_id": slide_id,
             "slide": slide_info,
@@ -148,7 +150,19 @@ class SlideStore(tissue_node.TissueNodeMixin):
 
     @property
     def attrs(self) -> dict[str, Any]:
-        return dict(self._root().attrs)
+        """The root's attributes, parsed from its ``zarr.json`` (what zarr would read, without a
+        round trip to zarr's I/O thread: the stages read them several times per slide)."""
+        return self._root_doc().get("attributes", {})
+
+    def _root_doc(self) -> dict[str, Any]:
+        meta = self.path / "zarr.json"
+        try:
+            doc = json.loads(meta.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise StoreError(self.path, f"unreadable store metadata: {exc}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("attributes", {}), dict):
+            raise StoreError(self.path, "store metadata is not a zarr v3 group document (zarr.json)")
+        return doc
 
     @property
     def slide_info(self) -> dict[str, Any]:
@@ -158,7 +172,19 @@ class SlideStore(tissue_node.TissueNodeMixin):
         """Replace the root's description of the slide (e.g. after an mpp override changed)."""
         info = _jsonable(info)
         if self.slide_info != info:
-            self._root("a").attrs["slide"] = info
+            self._update_root(lambda attrs: {"slide": info})
+
+    def _update_root(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Set the root attributes ``change(current attributes)`` returns (a shallow update).
+
+        The root document is edited as zarr's ``update_attributes`` edits it (read, update the
+        ``attributes``, atomic replace, no fsync), without zarr's two round trips to its I/O
+        thread (open, write) for each stage record; ``seal`` edits node documents the same way."""
+        doc = self._root_doc()
+        attributes = doc.setdefault("attributes", {})
+        attributes.update(_jsonable(change(dict(attributes))))
+        with atomic_path(self.path / "zarr.json", fsync=False) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
 
     def __repr__(self) -> str:
         return f"SlideStore({str(self.path)!r})"
@@ -223,16 +249,12 @@ class SlideStore(tissue_node.TissueNodeMixin):
 
     # ------------------------------------------------------------------ atomic writing
     def _record_stage(self, rel: str, attrs: dict[str, Any]) -> None:
-        root = self._root("a")
-        stages = dict(root.attrs.get("stages", {}))
-        stages[rel] = {"completed": attrs.get("completed"), "params": attrs.get("params", {})}
-        root.attrs["stages"] = _jsonable(stages)
+        record = _jsonable({"completed": attrs.get("completed"), "params": attrs.get("params", {})})
+        self._update_root(lambda root: {"stages": {**root.get("stages", {}), rel: record}})
 
     def _forget_stage(self, prefix: str) -> None:
-        root = self._root("a")
-        stages = {k: v for k, v in root.attrs.get("stages", {}).items()
-                  if k != prefix and not k.startswith(prefix + "/")}
-        root.attrs["stages"] = stages
+        self._update_root(lambda root: {"stages": {k: v for k, v in root.get("stages", {}).items()
+                                                   if k != prefix and not k.startswith(prefix + "/")}})
 
     def write_node(self, rel: str, build: Callable[[zarr.Group, str], None], attrs: dict[str, Any]) -> None:
         """Write node ``rel`` atomically: ``build(parent, tmp_name)`` creates it under a temporary name.
@@ -249,6 +271,21 @@ class SlideStore(tissue_node.TissueNodeMixin):
         final_attrs = {**attrs, "completed": now_iso(), "slidestream_version": __version__, "complete": True}
         node.update_attributes(_jsonable(final_attrs))  # one metadata write (attrs.update rewrites per key)
         seal(tmp_path)
+        self._swap_into_place(tmp_path, self.path / rel)
+        self._record_stage(rel, final_attrs)
+
+    def write_group_node(self, rel: str, members: dict[str, Member], attrs: dict[str, Any]) -> None:
+        """:meth:`write_node` for a group of arrays whose data is at hand: the group, its final
+        attributes and every member array are written in one round trip to zarr
+        (:func:`~slidestream.store.integrity.write_group`), then sealed and renamed into place
+        exactly as :meth:`write_node` does. ``attrs["arrays"]`` lists the members."""
+        parent_rel, _, name = rel.rpartition("/")
+        if parent_rel and not (self.path / parent_rel / "zarr.json").exists():
+            raise StoreError(self.path, f"cannot write {rel}: group '{parent_rel}' does not exist")
+        tmp_path = self.path / parent_rel / f"{PARTIAL_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
+        final_attrs = {**attrs, "arrays": list(members), "completed": now_iso(),
+                       "slidestream_version": __version__, "complete": True}
+        write_group(tmp_path, _jsonable(final_attrs), members)  # sealed as it is written
         self._swap_into_place(tmp_path, self.path / rel)
         self._record_stage(rel, final_attrs)
 
@@ -345,29 +382,17 @@ class SlideStore(tissue_node.TissueNodeMixin):
         if len(coords) != len(fractions):
             raise StoreError(self.path, f"{len(coords)} coords but {len(fractions)} tissue fractions")
 
-        def build(parent: zarr.Group, tmp: str) -> None:
-            group = parent.create_group(tmp)
-            rows = max(1, min(len(coords), 65536))
-            coords_arr = create_array(group, "coords", coords.shape, "int64", (rows, 2),
-                                      dimension_names=(TILE_DIM, "xy"))
-            fraction_arr = create_array(group, "tissue_fraction", fractions.shape, "float32", (rows,),
-                                        dimension_names=(TILE_DIM,))
-            if len(coords):
-                coords_arr[...] = coords
-                fraction_arr[...] = fractions
-            if focus is not None:
-                focus_arr = create_array(group, "focus", fractions.shape, "float32", (rows,),
-                                         dimension_names=(TILE_DIM,))
-                if len(coords):
-                    focus_arr[...] = np.asarray(focus, dtype=np.float32)
-            if qc is not None:
-                qc_arr = create_array(group, "qc", (len(coords), 3), "float32", (rows, 3),
-                                      dimension_names=(TILE_DIM, "qc_metric"))
-                if len(coords):
-                    qc_arr[...] = np.asarray(qc, dtype=np.float32).reshape(-1, 3)
-
-        arrays = ["coords", "tissue_fraction"] + (["focus"] if focus is not None else []) + (["qc"] if qc is not None else [])
-        self.write_node("tiles", build, {**attrs, "params": params, "n_tiles": len(coords), "arrays": arrays})
+        rows = max(1, min(len(coords), 65536))
+        members = {"coords": Member(coords, (rows, 2), (TILE_DIM, "xy")),
+                   "tissue_fraction": Member(fractions, (rows,), (TILE_DIM,))}
+        if focus is not None:
+            members["focus"] = Member(np.asarray(focus, dtype=np.float32).reshape(-1), (rows,), (TILE_DIM,))
+        if qc is not None:
+            members["qc"] = Member(np.asarray(qc, dtype=np.float32).reshape(-1, 3), (rows, 3), (TILE_DIM, "qc_metric"))
+        for name, member in members.items():
+            if len(member.data) != len(coords):
+                raise StoreError(self.path, f"{len(coords)} coords but {len(member.data)} rows of {name}")
+        self.write_group_node("tiles", members, {**attrs, "params": params, "n_tiles": len(coords)})
 
     def read_tiles(self) -> Tiles:
         """The tile table, checked: every member array intact, all of ``n_tiles`` rows."""

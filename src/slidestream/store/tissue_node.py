@@ -14,18 +14,16 @@ on demand; stores written before this layout (``geojson`` attribute) still read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
-import zarr
 from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
 from slidestream.errors import StoreError
-from slidestream.store.integrity import create_array, read_array
+from slidestream.store.integrity import Member, read_array
 
 GEOMETRY_FORMAT = "wkb"
 WKB, OFFSETS, AREAS, MASK = "wkb", "wkb_offsets", "area_um2", "mask"
@@ -34,15 +32,8 @@ WKB_CHUNK = 4 << 20     # bytes per chunk of the WKB array
 MASK_CHUNK = 2048       # mask chunk side (a 1600 px mask is one chunk)
 
 
-def _put(group: zarr.Group, name: str, data: np.ndarray, chunks: tuple[int, ...]) -> None:
-    arr = create_array(group, name, data.shape, data.dtype, chunks)
-    if data.size:
-        arr[...] = data
-
-
-def write_arrays(group: zarr.Group, geometries: Any, areas_um2: Any, mask: np.ndarray | None) -> list[str]:
-    """Create the geometry arrays (and the mask) in ``group``; returns their names for the node's
-    member list."""
+def members(geometries: Any, areas_um2: Any, mask: np.ndarray | None) -> dict[str, Member]:
+    """The tissue node's arrays (WKB bytes, offsets, areas, and the mask when given), in order."""
     geoms = np.asarray(geometries, dtype=object).reshape(-1)
     pieces = shapely.to_wkb(geoms) if len(geoms) else np.zeros(0, dtype=object)
     lengths = np.fromiter((len(p) for p in pieces), dtype=np.int64, count=len(pieces))
@@ -51,22 +42,20 @@ def write_arrays(group: zarr.Group, geometries: Any, areas_um2: Any, mask: np.nd
     areas = np.asarray(areas_um2, dtype=np.float64).reshape(-1)
     if len(areas) != len(geoms):
         raise ValueError(f"{len(geoms)} tissue pieces but {len(areas)} areas")
-    _put(group, WKB, data, (max(1, min(len(data), WKB_CHUNK)),))
-    _put(group, OFFSETS, offsets, (len(offsets),))
-    _put(group, AREAS, areas, (max(1, len(areas)),))
-    names = list(ARRAYS)
+    arrays = {WKB: Member(data, (max(1, min(len(data), WKB_CHUNK)),)),
+              OFFSETS: Member(offsets, (len(offsets),)),
+              AREAS: Member(areas, (max(1, len(areas)),))}
     if mask is not None:
         mask = np.ascontiguousarray(mask, dtype=bool)
-        _put(group, MASK, mask, tuple(max(1, min(n, MASK_CHUNK)) for n in mask.shape))
-        names.append(MASK)
-    return names
+        arrays[MASK] = Member(mask, tuple(max(1, min(n, MASK_CHUNK)) for n in mask.shape))
+    return arrays
 
 
-def node_attrs(names: list[str], n_pieces: int, summary: dict[str, Any], params: dict[str, Any],
+def node_attrs(n_pieces: int, summary: dict[str, Any], params: dict[str, Any],
                **optional: dict[str, Any] | None) -> dict[str, Any]:
-    """The tissue node's attributes; ``names`` is filled by the node's build (its member arrays).
+    """The tissue node's attributes (the write adds ``arrays``, its member list).
     ``optional``: classification, ink (``ink_geojson``), artifacts (``artifacts_geojson``), provenance."""
-    attrs: dict[str, Any] = {"geometry_format": GEOMETRY_FORMAT, "arrays": names, "summary": summary,
+    attrs: dict[str, Any] = {"geometry_format": GEOMETRY_FORMAT, "summary": summary,
                              "params": params, "coordinate_space": "level-0 pixels", "n_pieces": n_pieces}
     keys = {"ink": "ink_geojson", "artifacts": "artifacts_geojson"}
     attrs.update({keys.get(k, k): v for k, v in optional.items() if v is not None})
@@ -160,7 +149,7 @@ class TissueNodeMixin:
 
     path: Path
 
-    def write_node(self, rel: str, build: Callable[[zarr.Group, str], None], attrs: dict[str, Any]) -> None:
+    def write_group_node(self, rel: str, members: dict[str, Member], attrs: dict[str, Any]) -> None:
         raise NotImplementedError  # SlideStore's
 
     def node_attrs(self, rel: str) -> dict[str, Any]:
@@ -175,14 +164,9 @@ class TissueNodeMixin:
         (py); ``ink``/``artifacts``: QuPath FeatureCollections; ``provenance``: the method
         (deep ones: model, weights SHA-256)."""
         pieces, areas, classification = pieces_of(tissue, areas_um2, classification)
-        names: list[str] = []
-
-        def build(parent: zarr.Group, tmp: str) -> None:
-            names.extend(write_arrays(parent.create_group(tmp), pieces, areas, mask))
-
-        attrs = node_attrs(names, len(pieces), summary, params, classification=classification, ink=ink,
-                                       artifacts=artifacts, provenance=provenance)
-        self.write_node("tissue", build, attrs)
+        attrs = node_attrs(len(pieces), summary, params, classification=classification, ink=ink,
+                           artifacts=artifacts, provenance=provenance)
+        self.write_group_node("tissue", members(pieces, areas, mask), attrs)
 
     def read_ink_geojson(self) -> dict[str, Any] | None:
         """The pen marks tissue detection excluded (None for stores written before it was kept)."""
