@@ -23,7 +23,6 @@ import numpy as np
 import zarr
 
 from slidestream._version import __version__
-from slidestream.atomic import atomic_path
 from slidestream.errors import StoreError
 from slidestream.store import tissue_node
 from slidestream.store.integrity import (
@@ -37,6 +36,7 @@ from slidestream.store.integrity import (
     seal,
     write_group,
 )
+from slidestream.store.root_doc import read_root, update_root
 
 FORMAT_VERSION = "1.0"
 STORE_SUFFIX = ".zarr"
@@ -150,19 +150,8 @@ class SlideStore(tissue_node.TissueNodeMixin):
 
     @property
     def attrs(self) -> dict[str, Any]:
-        """The root's attributes, parsed from its ``zarr.json`` (what zarr would read, without a
-        round trip to zarr's I/O thread: the stages read them several times per slide)."""
-        return self._root_doc().get("attributes", {})
-
-    def _root_doc(self) -> dict[str, Any]:
-        meta = self.path / "zarr.json"
-        try:
-            doc = json.loads(meta.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise StoreError(self.path, f"unreadable store metadata: {exc}") from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("attributes", {}), dict):
-            raise StoreError(self.path, "store metadata is not a zarr v3 group document (zarr.json)")
-        return doc
+        """The root's attributes (parsed from its ``zarr.json``, see ``root_doc``)."""
+        return read_root(self.path).get("attributes", {})
 
     @property
     def slide_info(self) -> dict[str, Any]:
@@ -172,19 +161,7 @@ class SlideStore(tissue_node.TissueNodeMixin):
         """Replace the root's description of the slide (e.g. after an mpp override changed)."""
         info = _jsonable(info)
         if self.slide_info != info:
-            self._update_root(lambda attrs: {"slide": info})
-
-    def _update_root(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        """Set the root attributes ``change(current attributes)`` returns (a shallow update).
-
-        The root document is edited as zarr's ``update_attributes`` edits it (read, update the
-        ``attributes``, atomic replace, no fsync), without zarr's two round trips to its I/O
-        thread (open, write) for each stage record; ``seal`` edits node documents the same way."""
-        doc = self._root_doc()
-        attributes = doc.setdefault("attributes", {})
-        attributes.update(_jsonable(change(dict(attributes))))
-        with atomic_path(self.path / "zarr.json", fsync=False) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False), encoding="utf-8")
+            update_root(self.path, lambda attrs: {"slide": info})
 
     def __repr__(self) -> str:
         return f"SlideStore({str(self.path)!r})"
@@ -250,11 +227,11 @@ class SlideStore(tissue_node.TissueNodeMixin):
     # ------------------------------------------------------------------ atomic writing
     def _record_stage(self, rel: str, attrs: dict[str, Any]) -> None:
         record = _jsonable({"completed": attrs.get("completed"), "params": attrs.get("params", {})})
-        self._update_root(lambda root: {"stages": {**root.get("stages", {}), rel: record}})
+        update_root(self.path, lambda root: {"stages": {**root.get("stages", {}), rel: record}})
 
     def _forget_stage(self, prefix: str) -> None:
-        self._update_root(lambda root: {"stages": {k: v for k, v in root.get("stages", {}).items()
-                                                   if k != prefix and not k.startswith(prefix + "/")}})
+        update_root(self.path, lambda root: {"stages": {k: v for k, v in root.get("stages", {}).items()
+                                                        if k != prefix and not k.startswith(prefix + "/")}})
 
     def write_node(self, rel: str, build: Callable[[zarr.Group, str], None], attrs: dict[str, Any]) -> None:
         """Write node ``rel`` atomically: ``build(parent, tmp_name)`` creates it under a temporary name.
