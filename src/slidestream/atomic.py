@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 TMP_MARK = ".tmp-"
@@ -50,6 +50,17 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def flush_to_disk(files: Iterable[Path], directories: Iterable[Path]) -> None:
+    """fsync ``files``, then ``directories`` (their entries): for a batch of files written into a
+    folder no reader sees yet (a store node under its temporary name), before it is renamed into
+    place. Written first and flushed together, they cost one journal commit instead of one per
+    file: the first fsync commits them all, the others find their inodes already committed."""
+    for path in files:
+        _fsync_file(Path(path))
+    for directory in directories:
+        _fsync_dir(Path(directory))
 
 
 def _fsync_file(path: Path) -> None:

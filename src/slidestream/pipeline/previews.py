@@ -1,10 +1,10 @@
-"""Preview pictures drawn and written in the background while a stage writes its store.
+"""Preview pictures (and the GeoJSON files) written in the background while a stage writes its store.
 
-The two 1024 px PNGs of ``slidestream tile`` (tissue, tiles) cost about as much as the store
-writes; Pillow's PNG encoder and zlib release the GIL, so drawing them in threads overlaps them
-with the store's writes and with each other. The stage still owns them: leaving the ``with``
-block waits for every picture, so the stage never returns (or reports success or a skip) before
-its pictures are on disk, and a picture that failed fails the stage.
+The two 1024 px PNGs of ``slidestream tile`` (tissue, tiles) and the tissue GeoJSON cost about
+as much as the store writes; OpenCV's PNG encoder, shapely and file writes release the GIL, so
+writing them in threads overlaps them with the store's writes and with each other. The stage
+still owns them: leaving the ``with`` block waits for every job, so the stage never returns (or
+reports success or a skip) before its files are on disk, and a job that failed fails the stage.
 """
 
 from __future__ import annotations

@@ -162,18 +162,21 @@ def _detect_tissue(source: SlideSource, out: Path, params: TissueParams, slide: 
     classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
     ink = result.ink_geometry() if params.remove_pen and classical_ran else None
     ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
-    write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
-    if ink_collection is not None:
-        write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
     artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
-    if artifacts is not None:
-        write_feature_collection(artifacts, out / f"{source.slide_id}.artifacts.geojson")
+    # the picture and the GeoJSON files are written in the background while the store is; the
+    # caller's ``with previews`` waits for them, and a failed one fails the stage (a rerun then
+    # restores what is missing next to the complete store, see _restore_tissue_files)
     if write_images:
         shading = {k: (g, tuple(ARTIFACT_QUPATH_CLASSES[k]["color"])) for k, g in result.artifacts.items()}
         base, dimensions, geometry, picture = thumbnail(result.image, PREVIEW_MAX_SIDE), slide.dimensions, \
             result.geometry, out / f"{source.slide_id}.tissue.png"
         previews.submit(lambda: save_png(overlay_pixels(base.get(), dimensions, geometry, ink=ink,
                                                         artifacts=shading), picture))
+    gdf, sid = result.gdf, source.slide_id
+    previews.submit(lambda: write_geojson(gdf, out / f"{sid}.geojson"))
+    for collection, suffix in ((ink_collection, "ink"), (artifacts, "artifacts")):
+        if collection is not None:
+            previews.submit(lambda c=collection, x=suffix: write_feature_collection(c, out / f"{sid}.{x}.geojson"))
     if store.has("tissue"):
         store.invalidate_dependents("tissue")
     summary = result.summary()
