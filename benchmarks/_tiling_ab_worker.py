@@ -2,7 +2,9 @@
 
 Run by ``bench_tiling_ab.py`` with ``PYTHONPATH`` pointing at the tree to measure. Modes:
 ``api`` (``open_slide`` + ``detect_tissue`` + ``tile_slide``, given the detection result where the tree accepts it), ``stage`` (``run_tiles`` into a fresh store with
-the PNGs, what ``slidestream tile`` does after its imports). One warm-up run first, so file
+the PNGs, what ``slidestream tile`` does after its imports), ``pair`` (api and stage alternately,
+5 pairs in one process after a warm-up of each: medians and the median per-pair stage / api ratio,
+which a shared machine's load changes far less than it changes either time). One warm-up run first, so file
 cache and lazy imports are not timed. Prints one JSON line: seconds, tiles, geometry as WKB hex.
 """
 
@@ -58,7 +60,18 @@ def main() -> None:
         finally:
             shutil.rmtree(out, ignore_errors=True)
 
-    if mode == "api":
+    if mode == "pair":  # api and stage alternately in one process: their ratio under the same load
+        import statistics
+
+        api(), stage()
+        pairs = []
+        for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 5):
+            open_s, tissue_s, tiling_s, _, coords = api()
+            pairs.append((open_s + tissue_s + tiling_s, stage()[0]))
+        record = {"api_s": statistics.median(a for a, _ in pairs), "stage_s": statistics.median(s for _, s in pairs),
+                  "ratio": statistics.median(s / a for a, s in pairs), "pairs": pairs}
+        record["seconds"] = record["ratio"]
+    elif mode == "api":
         api()
         open_s, tissue_s, tiling_s, geometry, coords = api()
         record = {"open_s": open_s, "tissue_s": tissue_s, "tiling_s": tiling_s, "seconds": open_s + tissue_s + tiling_s,

@@ -7,6 +7,8 @@ alike; reports medians and after/before ratios. Rows:
 
 - ``api``: ``detect_tissue`` + ``tile_slide``;
 - ``stage``: ``run_tiles`` into a fresh store with GeoJSON and PNGs (``slidestream tile`` after imports);
+- ``pair``: ``api`` and ``stage`` alternately in one process (5 pairs), the median per-pair
+  stage / api ratio: goal 2 of issue 15 measured under the same load for both;
 - ``cli``: the ``slidestream tile`` command's wall time (fresh process, imports included);
 - hs2p ``tile_slide`` (hsv) when ``--peer-python`` names an interpreter that imports hs2p.
 
@@ -82,7 +84,7 @@ def main() -> None:
     parser.add_argument("slides", nargs="+", type=Path)
     parser.add_argument("--before", default="main", help="git ref of the baseline tree")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--modes", nargs="+", default=["api", "stage", "cli"], choices=["api", "stage", "cli"])
+    parser.add_argument("--modes", nargs="+", default=["api", "stage", "cli"], choices=["api", "stage", "pair", "cli"])
     parser.add_argument("--peer-python", help="interpreter with hs2p installed (its own venv)")
     parser.add_argument("--name", default="tiling_ab")
     args = parser.parse_args()
@@ -115,6 +117,8 @@ def main() -> None:
             rec["tile_jaccard"] = jaccard(last["api/before"]["coords"], last["api/after"]["coords"])
         for mode in args.modes:
             rec[f"{mode}_after_over_before"] = med[f"{mode}/after"] / med[f"{mode}/before"]
+        if "pair" in args.modes:
+            rec["pair_runs"] = {v: last[f"pair/{v}"] for v in ("before", "after")}
         if "cli" in args.modes and "api" in args.modes:
             rec["cli_over_api"] = {v: med[f"cli/{v}"] / med[f"api/{v}"] for v in ("before", "after")}
         if "stage" in args.modes and "api" in args.modes:
@@ -124,7 +128,8 @@ def main() -> None:
         results.append(rec)
         row = [slide.name]
         for mode in args.modes:
-            row += [f"{med[f'{mode}/before']:.2f} → {med[f'{mode}/after']:.2f} ({rec[f'{mode}_after_over_before']:.2f}×)"]
+            unit = "×" if mode == "pair" else ""
+            row += [f"{med[f'{mode}/before']:.2f}{unit} → {med[f'{mode}/after']:.2f}{unit} ({rec[f'{mode}_after_over_before']:.2f}×)"]
         row += [f"{med['hs2p']:.2f}" if "hs2p" in med else "—",
                 f"{rec['api_over_hs2p']['after']:.2f}" if "api_over_hs2p" in rec else "—",
                 f"{rec['cli_over_api']['before']:.1f} → {rec['cli_over_api']['after']:.1f}" if "cli_over_api" in rec else "—",
@@ -134,7 +139,8 @@ def main() -> None:
         print(row, flush=True)
     shutil.rmtree(tmp, ignore_errors=True)
     env["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    header = ["slide", *[f"{m} s before → after (ratio)" for m in args.modes], "hs2p s", "api / hs2p (after)",
+    header = ["slide", *[("stage / api in one process, before → after (ratio)" if m == "pair" else
+                          f"{m} s before → after (ratio)") for m in args.modes], "hs2p s", "api / hs2p (after)",
               "cli / api before → after", "tissue IoU before/after", "tiles before / after (Jaccard)"]
     table = md_table(header, rows)
     save_results(args.name, {"machine": env, "repeat": args.repeat, "results": results})
