@@ -118,7 +118,8 @@ def main() -> None:
         for mode in args.modes:
             rec[f"{mode}_after_over_before"] = med[f"{mode}/after"] / med[f"{mode}/before"]
         if "pair" in args.modes:
-            rec["pair_runs"] = {v: last[f"pair/{v}"] for v in ("before", "after")}
+            rec["pair_runs"] = {v: {k: x for k, x in last[f"pair/{v}"].items() if k not in ("coords", "wkb")}
+                                for v in ("before", "after")}
         if "cli" in args.modes and "api" in args.modes:
             rec["cli_over_api"] = {v: med[f"cli/{v}"] / med[f"api/{v}"] for v in ("before", "after")}
         if "stage" in args.modes and "api" in args.modes:

@@ -62,9 +62,17 @@ def test_enospc_while_writing_a_node_is_a_clear_per_slide_error(node, slides, tm
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
         return real_setitem(self, key, value)
 
+    real_write_bytes = Path.write_bytes
+
+    def full_disk_file(self, data):   # the tiles node's files, encoded in memory, are written as files
+        if target in str(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return real_write_bytes(self, data)
+
     # batches of 4 and chunks of 8 rows, so a slide's features take several writes
     monkeypatch.setattr(slidestream.extraction, "ExtractOptions", functools.partial(ExtractOptions, chunk_rows=8))
     monkeypatch.setattr(zarr.Array, "__setitem__", full_disk)
+    monkeypatch.setattr(Path, "write_bytes", full_disk_file)
     out = tmp_path / "out"
     result = cli("extract", slides, "--out", out, *EXTRACT_ARGS, "--batch-size", "4")
     assert result.exit_code == 1
@@ -79,6 +87,8 @@ def test_enospc_while_writing_a_node_is_a_clear_per_slide_error(node, slides, tm
         assert not store.has(f"features/{ENCODER}")
     assert f"{NO_SPACE}" in result.stderr
     assert_nothing_half_claimed(out)
+    if node == "tiles":   # the failed node's temporary folder is removed, its space given back
+        assert not list(out.glob("*.zarr/_partial-tiles-*"))
 
     monkeypatch.undo()
     again = cli("extract", slides, "--out", out, *EXTRACT_ARGS)

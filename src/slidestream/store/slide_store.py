@@ -262,7 +262,11 @@ class SlideStore(tissue_node.TissueNodeMixin):
         tmp_path = self.path / parent_rel / f"{PARTIAL_PREFIX}{name}-{uuid.uuid4().hex[:8]}"
         final_attrs = {**attrs, "arrays": list(members), "completed": now_iso(),
                        "slidestream_version": __version__, "complete": True}
-        write_group(tmp_path, _jsonable(final_attrs), members)  # sealed as it is written
+        try:
+            write_group(tmp_path, _jsonable(final_attrs), members)  # sealed as it is written
+        except BaseException:
+            shutil.rmtree(tmp_path, ignore_errors=True)  # e.g. a full disk: give the space back
+            raise
         self._swap_into_place(tmp_path, self.path / rel)
         self._record_stage(rel, final_attrs)
 
