@@ -7,7 +7,8 @@
 from slidestream.encoders.encoder import Encoder, load_encoder
 from slidestream.encoders.registry import all_specs, get_spec, list_encoders
 from slidestream.encoders.spec import EncoderSpec, KeyMap, ResizeRecipe
-from slidestream.encoders.weights import load_state_dict, resolve_weights, sha256_file
+from slidestream.encoders.weights import load_state_dict, resolve_weights
+from slidestream.weight_files import sha256_file
 
 __all__ = [
     "Encoder",
