@@ -32,16 +32,22 @@ def _odd(n: float) -> int:
     return k if k % 2 else k + 1
 
 
-def hsv_u8(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Hue (0-255 for 0-360 degrees), saturation and value (0-255), uint8 each.
+def hsv_u8(rgb: np.ndarray) -> np.ndarray:
+    """HSV as uint8 (H, W, 3): hue 0-255 for 0-360 degrees, saturation and value 0-255.
 
     OpenCV's 8-bit converter: a third of the float one's time and a quarter of its memory. Its
     saturation is within 1/255 of the rounded exact one, its hue within one step (1.4 degrees):
     the masks keep an IoU of 0.999 or more with the float path's (benchmarks/bench_tiling_ab.py).
+    Kept interleaved: ``cv2.inRange`` tests all three channels in one pass.
     """
-    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV_FULL)
-    h, s, v = cv2.split(hsv)
-    return h, s, v
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV_FULL)
+
+
+def in_range(hsv: np.ndarray, low: tuple[int, int, int], high: tuple[int, int, int]) -> np.ndarray:
+    """Where low <= (h, s, v) <= high, channel by channel (inclusive), as a bool mask."""
+    if any(lo > hi for lo, hi in zip(low, high, strict=True)):
+        return np.zeros(hsv.shape[:2], bool)
+    return cv2.inRange(hsv, low, high) > 0
 
 
 def _above(x: float) -> int:
@@ -59,14 +65,12 @@ def _hue(degrees: float) -> int:
     return round(degrees * 256.0 / 360.0)
 
 
-def pen_mask(hsv: tuple[np.ndarray, np.ndarray, np.ndarray], params: TissueParams, mpp: float) -> np.ndarray:
-    """Blue, green and black ink (:func:`hsv_u8` channels), grown by ``pen_dilate_um`` to cover
-    anti-aliased edges."""
-    hue, sat, val = hsv
-    green = (hue >= _hue(70)) & (hue < _hue(190)) & (sat >= _above(0.25)) & (val < _ceil(0.95))
-    blue = (hue >= _hue(190)) & (hue < _hue(255)) & (sat >= _above(0.42))
-    black = val < _ceil(params.black_value)
-    pen = green | blue | black
+def pen_mask(hsv: np.ndarray, params: TissueParams, mpp: float) -> np.ndarray:
+    """Blue, green and black ink (on :func:`hsv_u8`'s image), grown by ``pen_dilate_um`` to
+    cover anti-aliased edges."""
+    green = in_range(hsv, (_hue(70), _above(0.25), 0), (_hue(190) - 1, 255, _ceil(0.95) - 1))
+    blue = in_range(hsv, (_hue(190), _above(0.42), 0), (_hue(255) - 1, 255, 255))
+    pen = green | blue | black_mask(hsv, params)
     # Pen strokes are long and wide; isolated coloured or dark specks are dye, dust or nuclei
     # clusters inside tissue, and dilating them would punch holes in real tissue.
     min_px = round(params.min_pen_um2 / (mpp * mpp))
@@ -76,6 +80,11 @@ def pen_mask(hsv: tuple[np.ndarray, np.ndarray, np.ndarray], params: TissueParam
     if radius >= 1 and pen.any():
         pen = dilate(pen, radius)
     return pen
+
+
+def black_mask(hsv: np.ndarray, params: TissueParams) -> np.ndarray:
+    """Darker than ``black_value``: ink, slide edge or debris, never tissue."""
+    return in_range(hsv, (0, 0, 0), (255, 255, _ceil(params.black_value) - 1))
 
 
 def _disk(radius: float) -> np.ndarray:
@@ -106,7 +115,9 @@ def textured(grey_u8: np.ndarray, size: int, min_std: float) -> np.ndarray:
     grey = grey_u8.astype(np.float32)
     mean = cv2.blur(grey, (size, size), borderType=cv2.BORDER_REFLECT)
     mean_sq = cv2.sqrBoxFilter(grey, -1, (size, size), borderType=cv2.BORDER_REFLECT)
-    return mean_sq - mean * mean >= np.float32((min_std * 255.0) ** 2)
+    np.multiply(mean, mean, out=mean)  # in place: every fresh megapixel array costs page faults
+    np.subtract(mean_sq, mean, out=mean_sq)
+    return mean_sq >= np.float32((min_std * 255.0) ** 2)
 
 
 def median_above(channel_u8: np.ndarray, radius: int, level: int) -> np.ndarray:
@@ -144,12 +155,11 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
     params = params or TissueParams()
     rgb = np.ascontiguousarray(rgb)
     hsv = hsv_u8(rgb)
-    _, sat, val = hsv
+    sat = cv2.extractChannel(hsv, 1)
     radius = round(params.median_um / mpp / 2)
 
     pen = pen_mask(hsv, params, mpp) if params.remove_pen else np.zeros(sat.shape, bool)
-    black = val < _ceil(params.black_value)
-    candidates = ~(pen | black)
+    candidates = ~(pen | black_mask(hsv, params))
     threshold = saturation_threshold(sat, radius, candidates)
     if threshold is None:
         threshold = params.min_saturation
@@ -158,8 +168,9 @@ def tissue_mask(rgb: np.ndarray, mpp: float, params: TissueParams | None = None)
 
     tissue = median_above(sat, radius, level) if radius >= 1 else sat > level
     tissue &= candidates
-    if params.white_value < 1:
-        tissue &= ~((val >= _above(params.white_value)) & (sat < np.float32(threshold) * np.float32(255.0)))
+    # bright and unsaturated: glass (value above white_value, saturation under the threshold)
+    sat_below = int(np.ceil(np.float32(threshold) * np.float32(255.0))) - 1
+    tissue &= ~in_range(hsv, (0, 0, _above(params.white_value)), (255, sat_below, 255))
     if params.min_texture > 0:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         tissue &= textured(grey, _odd(100.0 / mpp) if mpp < 50 else 3, params.min_texture)
