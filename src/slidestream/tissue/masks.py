@@ -189,10 +189,17 @@ def otsu_u8(values_u8: np.ndarray, where: np.ndarray) -> float | None:
     ``where`` holds; None when they are all equal.
 
     Same threshold as skimage's ``threshold_otsu`` on the float values (256 bins over their
-    range), but the histogram comes from one ``bincount`` of at most 256 distinct levels, each
-    weighted by its count, instead of binning a million floats.
+    range), but the histogram comes from one count of at most 256 distinct levels, each
+    weighted by its count, instead of binning a million floats. The count is OpenCV's masked
+    ``calcHist`` (one pass, no gathered copy: ~10x ``bincount(values[where])``) while its float32
+    bins stay exact (under 2**24 pixels).
     """
-    counts = np.bincount(values_u8[where], minlength=256)
+    if values_u8.size < 1 << 24:
+        counts = cv2.calcHist([np.ascontiguousarray(values_u8)], [0],
+                              np.ascontiguousarray(where, dtype=bool).view(np.uint8), [256], [0, 256])
+        counts = counts.ravel().astype(np.int64)
+    else:
+        counts = np.bincount(values_u8[where], minlength=256)
     levels = np.flatnonzero(counts)
     if len(levels) < 2:
         return None
