@@ -3,7 +3,8 @@
 Run by ``bench_tiling_ab.py`` with ``PYTHONPATH`` pointing at the tree to measure. Modes:
 ``api`` (``open_slide`` + ``detect_tissue`` + ``tile_slide``, given the detection result where the tree accepts it), ``stage`` (``run_tiles`` into a fresh store with
 the PNGs, what ``slidestream tile`` does after its imports). One warm-up run first, so file
-cache and lazy imports are not timed. Prints one JSON line: seconds, tiles, geometry as WKB hex.
+cache and lazy imports are not timed. Prints one JSON line: seconds, tiles, geometry as WKB hex. An optional third argument is
+the default mpp for slides whose files carry none (api mode).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 def main() -> None:
     mode, slide_path = sys.argv[1], Path(sys.argv[2])
+    default_mpp = float(sys.argv[3]) if len(sys.argv) > 3 else None  # for slides without mpp (shared ones)
     import inspect
 
     import shapely
@@ -34,7 +36,7 @@ def main() -> None:
 
     def api() -> tuple[float, float, float, object, np.ndarray]:
         t_open = time.perf_counter()
-        with open_slide(slide_path) as slide:  # opening (with its integrity check) is timed: hs2p's call opens too
+        with open_slide(slide_path, default_mpp=default_mpp) as slide:  # opening (with its integrity check) is timed: hs2p's call opens too
             t0 = time.perf_counter()
             result = detect_tissue(slide)
             t1 = time.perf_counter()
