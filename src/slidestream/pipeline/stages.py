@@ -40,7 +40,7 @@ from slidestream.tissue import (
     geometry_to_feature_collection,
     segment_tissue,
     write_feature_collection,
-    write_geojson,
+    write_tissue_geojson,
 )
 from slidestream.viz.overlay import draw_overlay, save_png
 
@@ -162,7 +162,7 @@ def _detect_tissue(source: SlideSource, out: Path, params: TissueParams, slide: 
     classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
     ink = result.ink_geometry() if params.remove_pen and classical_ran else None
     ink_collection = geometry_to_feature_collection(ink, INK_CLASS) if ink is not None else None
-    write_geojson(result.gdf, out / f"{source.slide_id}.geojson")
+    write_tissue_geojson(result.polygons, result.areas_um2, out / f"{source.slide_id}.geojson")
     if ink_collection is not None:
         write_feature_collection(ink_collection, out / f"{source.slide_id}.ink.geojson")
     artifacts = artifacts_to_feature_collection(result.artifacts) if params.run_artifacts else None
@@ -176,9 +176,9 @@ def _detect_tissue(source: SlideSource, out: Path, params: TissueParams, slide: 
     if store.has("tissue"):
         store.invalidate_dependents("tissue")
     summary = result.summary()
-    store.write_tissue(result.gdf.geometry.to_numpy(), summary, wanted, ink=ink_collection,
+    store.write_tissue(np.asarray(result.polygons, dtype=object).reshape(-1), summary, wanted, ink=ink_collection,
                        artifacts=artifacts, provenance=result.provenance or None,
-                       areas_um2=result.gdf["area_um2"].to_numpy(), classification=TISSUE_CLASS, mask=result.mask)
+                       areas_um2=result.areas_um2, classification=TISSUE_CLASS, mask=result.mask)
     _remember_tissue(store, result.geometry, result.image, result.mask)
     return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
 
@@ -280,7 +280,7 @@ def _restore_tissue_files(source: SlideSource, out: Path, slide: Slide, params: 
     if geojson.exists() and (png.exists() or not write_images):
         return ""
     result = segment_tissue(slide, params)
-    write_geojson(result.gdf, geojson)
+    write_tissue_geojson(result.polygons, result.areas_um2, geojson)
     classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
     ink = result.ink_geometry() if params.remove_pen and classical_ran else None
     if ink is not None:
