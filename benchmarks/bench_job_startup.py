@@ -8,7 +8,9 @@ case (median of ``--repeat``):
 
   first_batch_s   launch → the encoder returned its first batch (interpreter start included)
   wall_s          launch → process exit
-  work_s          the extract stage's own seconds from the run manifest
+  work_s          the extract stage's own seconds from the run manifest (since the encoder loads
+                  in the background while the slide is tiled, this includes the part of the load
+                  that tiling did not hide: compare first_batch_s and wall_s across trees)
   peak_rss_mb     VmHWM of the process at exit: imports, encoder, reader and forward together
   peak_at_first_batch_mb, rss_at_first_batch_mb: the same at the first batch (imports + model)
 

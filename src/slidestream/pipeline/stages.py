@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from slidestream.encoders.loading import encoder_name, encoder_tiling
+from slidestream.encoders.loading import resolve as resolve_encoder
 from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.extraction.reader import open_tile_reader
@@ -476,14 +478,17 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
                 tiling: TilingParams | None = None, tissue: TissueParams | None = None,
                 overwrite: bool = False, write_images: bool = True) -> dict[str, Any]:
     """Tissue and tiles first when the store lacks them (at ``tiling``, by default the encoder's
-    native mpp and tile size), then features into ``features/<encoder>``."""
+    native mpp and tile size), then features into ``features/<encoder>``. ``encoder`` may be an
+    :class:`~slidestream.encoders.loading.EncoderLoad` still loading: it is waited for only
+    before the features (a failed load stops the batch as ``EncoderLoadFailed``)."""
     existing = _existing_store(out, source)
     tiles_damaged = existing is not None and (existing.path / "tiles").exists() \
         and existing.node_problem("tiles", deep=True) is not None
     needs_tiles = existing is None or not existing.has("tiles") or tiles_damaged
     if tiling is None and needs_tiles:
         recorded = recorded_params(existing, "tiles") if tiles_damaged else None
-        tiling = _tiling_or_none(recorded) or TilingParams(mpp=encoder.spec.native_mpp, tile_size=encoder.spec.tile_size)
+        native_mpp, native_size = encoder_tiling(encoder)   # an encoder still loading: no waiting
+        tiling = _tiling_or_none(recorded) or TilingParams(mpp=native_mpp, tile_size=native_size)
     recomputed: list[str] = []
     if tiling is not None and (needs_tiles or overwrite or _tiles_differ(existing, tiling)):
         with contextlib.suppress(Skip):
@@ -492,9 +497,10 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
     store = SlideStore.open(out / f"{source.slide_id}.zarr")
     # "Already extracted" only for features that verify: every chunk decoded, checksums checked
     # (the cost of reading them once, small next to extracting them; see benchmarks/checksum_overhead.py).
-    recomputed += drop_if_damaged(store, f"features/{encoder.spec.name}", deep=True)
+    recomputed += drop_if_damaged(store, f"features/{encoder_name(encoder)}", deep=True)
     with source.open() as slide:
         spec = slide.spec
+    encoder = resolve_encoder(encoder)   # an EncoderLoad is joined here, just before the first forward
     try:
         result = extract_store(spec, store, encoder, options, overwrite=overwrite, progress=report_items)
     except FeaturesDone as done:
