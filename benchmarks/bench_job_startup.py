@@ -134,7 +134,9 @@ def main() -> None:
                          f"{m['peak_rss_mb']:.0f}", f"{m['peak_at_first_batch_mb']:.0f}", m["torchvision"]])
     table = md_table(header, rows)
     note = (f"\n\nSlide {args.slide.name}; medians of {args.repeat} fresh processes per tree, trees interleaved run "
-            f"by run. Machine: {machine_line(payload['machine'])}; load average start/end {payload['load_average']}.\n")
+            f"by run. Machine: {machine_line(payload['machine'])}; load average start/end {payload['load_average']}. "
+            "Where the encoder loads in a background thread, 'extract stage s' includes the part of the load "
+            "that tiling did not hide; compare first batch and wall.\n")
     args.out.with_name(f"{args.out.stem}_table.md").write_text(table + note)
     print(table + note)
 
