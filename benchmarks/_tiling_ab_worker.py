@@ -5,7 +5,8 @@ Run by ``bench_tiling_ab.py`` with ``PYTHONPATH`` pointing at the tree to measur
 the PNGs, what ``slidestream tile`` does after its imports), ``pair`` (api and stage alternately,
 5 pairs in one process after a warm-up of each: medians and the median per-pair stage / api ratio,
 which a shared machine's load changes far less than it changes either time). One warm-up run first, so file
-cache and lazy imports are not timed. Prints one JSON line: seconds, tiles, geometry as WKB hex.
+cache and lazy imports are not timed. Prints one JSON line: seconds, tiles, geometry as WKB hex. An optional third argument is
+the default mpp for slides whose files carry none (api mode).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 def main() -> None:
     mode, slide_path = sys.argv[1], Path(sys.argv[2])
+    default_mpp = float(sys.argv[3]) if len(sys.argv) > 3 else None  # for slides without mpp (shared ones)
     import inspect
 
     import shapely
@@ -36,7 +38,7 @@ def main() -> None:
 
     def api() -> tuple[float, float, float, object, np.ndarray]:
         t_open = time.perf_counter()
-        with open_slide(slide_path) as slide:  # opening (with its integrity check) is timed: hs2p's call opens too
+        with open_slide(slide_path, default_mpp=default_mpp) as slide:  # opening (with its integrity check) is timed: hs2p's call opens too
             t0 = time.perf_counter()
             result = detect_tissue(slide)
             t1 = time.perf_counter()
@@ -65,7 +67,7 @@ def main() -> None:
 
         api(), stage()
         pairs = []
-        for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 5):
+        for _ in range(5):
             open_s, tissue_s, tiling_s, _, coords = api()
             pairs.append((open_s + tissue_s + tiling_s, stage()[0]))
         record = {"api_s": statistics.median(a for a, _ in pairs), "stage_s": statistics.median(s for _, s in pairs),

@@ -8,7 +8,9 @@ case (median of ``--repeat``):
 
   first_batch_s   launch → the encoder returned its first batch (interpreter start included)
   wall_s          launch → process exit
-  work_s          the extract stage's own seconds from the run manifest
+  work_s          the extract stage's own seconds from the run manifest (since the encoder loads
+                  in the background while the slide is tiled, this includes the part of the load
+                  that tiling did not hide: compare first_batch_s and wall_s across trees)
   peak_rss_mb     VmHWM of the process at exit: imports, encoder, reader and forward together
   peak_at_first_batch_mb, rss_at_first_batch_mb: the same at the first batch (imports + model)
 
@@ -132,7 +134,9 @@ def main() -> None:
                          f"{m['peak_rss_mb']:.0f}", f"{m['peak_at_first_batch_mb']:.0f}", m["torchvision"]])
     table = md_table(header, rows)
     note = (f"\n\nSlide {args.slide.name}; medians of {args.repeat} fresh processes per tree, trees interleaved run "
-            f"by run. Machine: {machine_line(payload['machine'])}; load average start/end {payload['load_average']}.\n")
+            f"by run. Machine: {machine_line(payload['machine'])}; load average start/end {payload['load_average']}. "
+            "Where the encoder loads in a background thread, 'extract stage s' includes the part of the load "
+            "that tiling did not hide; compare first batch and wall.\n")
     args.out.with_name(f"{args.out.stem}_table.md").write_text(table + note)
     print(table + note)
 

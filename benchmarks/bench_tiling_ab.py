@@ -16,6 +16,8 @@ Quality: IoU of the before/after tissue geometries (exact polygon areas) and the
 of the kept tile sets. Results go to ``results/tiling_ab.json`` and ``results/tiling_ab_table.md``.
 
     python benchmarks/bench_tiling_ab.py --before main /work/scratch/slides/mosaic-40k.tif ...
+    python benchmarks/bench_tiling_ab.py --before main --modes api --default-mpp 0.5 --name tiling_ab_shared \
+        ../shared/slides/*.{svs,tif}     # tissue IoU on the shared slides (three carry no mpp)
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def extract_tree(ref: str, dest: Path) -> Path:
     return dest / "src"
 
 
-def run_worker(src: Path, mode: str, slide: Path) -> dict:
-    return run_json([sys.executable, str(WORKER), mode, str(slide)], env={"PYTHONPATH": str(src)})
+def run_worker(src: Path, mode: str, slide: Path, default_mpp: float | None = None) -> dict:
+    extra = [] if default_mpp is None else [str(default_mpp)]
+    return run_json([sys.executable, str(WORKER), mode, str(slide), *extra], env={"PYTHONPATH": str(src)})
 
 
 def run_cli(src: Path, slide: Path) -> float:
@@ -87,6 +90,8 @@ def main() -> None:
     parser.add_argument("--modes", nargs="+", default=["api", "stage", "cli"], choices=["api", "stage", "pair", "cli"])
     parser.add_argument("--peer-python", help="interpreter with hs2p installed (its own venv)")
     parser.add_argument("--name", default="tiling_ab")
+    parser.add_argument("--default-mpp", type=float,
+                        help="mpp for slides whose files carry none (the shared slides; api mode only)")
     args = parser.parse_args()
     env = machine()
     tmp = Path(tempfile.mkdtemp(prefix="ab-tree-"))
@@ -103,7 +108,7 @@ def main() -> None:
                     if mode == "cli":
                         seconds = run_cli(trees[variant], slide)
                     else:
-                        out = run_worker(trees[variant], mode, slide)
+                        out = run_worker(trees[variant], mode, slide, args.default_mpp if mode == "api" else None)
                         seconds = out["seconds"]
                         last[f"{mode}/{variant}"] = out
                     times.setdefault(f"{mode}/{variant}", []).append(seconds)

@@ -35,6 +35,7 @@ CASES: dict[str, list[str]] = {
     "python (no import)": ["-c", "pass"],
     "import slidestream": ["-c", "import slidestream"],
     "import slidestream.encoders": ["-c", "import slidestream.encoders"],
+    "from slidestream.encoders import load_encoder": ["-c", "from slidestream.encoders import load_encoder"],
     "slidestream --help": ["-c", CLI, "--help"],
     "slidestream tile --help": ["-c", CLI, "tile", "--help"],
     "slidestream info SLIDE": ["-c", CLI, "info", str(SMALL_SLIDE)],
@@ -45,6 +46,7 @@ HELP = ("import contextlib, io, sys; sys.argv = ['slidestream', '--help']\n"
 COUNT_MODULES = {
     "import slidestream": "import slidestream",
     "import slidestream.encoders": "import slidestream.encoders",
+    "from slidestream.encoders import load_encoder": "from slidestream.encoders import load_encoder",
     "slidestream --help (modules)": HELP,
 }
 

@@ -20,7 +20,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "slidestream"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
-BASE_MODULES = frozenset({"_version", "errors", "atomic", "data"})  # the bottom room: no slidestream imports
+BASE_MODULES = frozenset({"_version", "errors", "atomic", "weight_files", "data"})  # the bottom room: no slidestream imports
 BASE = frozenset({"base"})
 _IMAGING = frozenset({"io", "tissue", "tiling", "selection"})
 # room -> the rooms it may import (besides itself). The order of docs/architecture.md, lowest first.

@@ -12,9 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import typer.main
 
 from slidestream.cli._lazy import requested, scan
+from tests.conftest import CMU
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "zarr", "pandas", "geopandas", "cv2", "scipy", "numpy", "slidestream.pipeline.stages")
@@ -77,3 +79,37 @@ def test_the_requested_command_is_the_first_word_naming_one():
     assert requested(["--help"], names) is None
     assert requested(["tile", "a.svs", "--out", "info"], names) == "tile"
     assert requested(["export", "h5", "x"], names) == "export"
+
+
+# Never needed by a classical-tissue, handcrafted extract job: geopandas (with pandas and pyproj)
+# only for GeoDataFrames, scipy/skimage only through skimage.filters and skimage.color (the Otsu
+# threshold and the stain matrix are computed here instead). pandas writes the run manifest, so it
+# may load after the first batch, never before it.
+NEVER_IN_EXTRACT = ("geopandas", "pyproj", "scipy", "skimage", "timm", "torchvision")
+NOT_BEFORE_FIRST_BATCH = ("pandas", *NEVER_IN_EXTRACT)
+
+
+@pytest.mark.slow
+def test_a_handcrafted_extract_job_imports_only_what_it_runs(tmp_path):
+    """A real one-slide ``extract`` (issue 15 §4): the modules present when the encoder is first
+    called, and at the end of the job."""
+    out = tmp_path / "out"
+    probe = ("import sys\n"
+             "from slidestream.encoders.encoder import Encoder\n"
+             "seen = []\n"
+             "call = Encoder.__call__\n"
+             "def first(self, tiles):\n"
+             "    if not seen:\n"
+             f"        seen.append([m for m in {NOT_BEFORE_FIRST_BATCH!r} if m in sys.modules])\n"
+             "    return call(self, tiles)\n"
+             "Encoder.__call__ = first\n"
+             f"sys.argv = ['slidestream', 'extract', {str(CMU)!r}, '--out', {str(out)!r}, '--encoder', 'handcrafted']\n"
+             "from slidestream.cli import main\n"
+             "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+             f"print('@@', code, seen, [m for m in {NEVER_IN_EXTRACT!r} if m in sys.modules])")
+    proc = fresh(probe)
+    assert "@@" in proc.stdout, proc.stderr[-2000:]
+    code, rest = proc.stdout.rsplit("@@", 1)[1].strip().split(" ", 1)
+    assert code in ("0", "None"), proc.stderr[-2000:]
+    assert rest == "[[]] []", f"imported before the first batch / by the end: {rest}"
+    assert (out / "CMU-1-Small-Region.zarr").is_dir() and (out / "manifest.csv").exists()

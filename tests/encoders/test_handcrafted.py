@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from skimage.color import rgb2gray, rgb2hed, rgb2hsv
+from skimage.color import hed_from_rgb, rgb2gray, rgb2hed, rgb2hsv
 from skimage.feature import graycomatrix, graycoprops
 
 from slidestream.encoders import get_spec, load_encoder
 from slidestream.encoders.handcrafted import (
+    _HED_FROM_RGB,
     FEATURE_NAMES,
     GLCM_LEVELS,
     glcm,
@@ -49,6 +50,11 @@ def test_colour_transforms_match_scikit_image() -> None:
     np.testing.assert_allclose(rgb_to_hed(x)[0].permute(1, 2, 0).numpy(), rgb2hed(tile), atol=1e-10)
     np.testing.assert_allclose(rgb_to_hsv(x)[0].permute(1, 2, 0).numpy(), rgb2hsv(tile), atol=1e-10)
     np.testing.assert_allclose(rgb_to_gray(x)[0].numpy(), rgb2gray(tile), atol=1e-10)
+
+
+def test_stain_matrix_is_scikit_images_bit_for_bit() -> None:
+    """The matrix is written out (no skimage import in a job); it must be skimage's exactly."""
+    assert np.array_equal(np.array(_HED_FROM_RGB), hed_from_rgb)
 
 
 def test_hsv_tie_breaking_and_grey_pixels_match_scikit_image() -> None:

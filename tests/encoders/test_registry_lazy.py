@@ -40,6 +40,14 @@ def test_the_table_is_exactly_what_the_family_modules_declare():
     assert [s.name for s in registry.all_specs()] == registry.list_encoders()
 
 
+def test_the_tiling_table_is_every_specs_native_scale():
+    """A job tiles at ``native_tiling`` before the encoder has loaded: it must be the spec's."""
+    for spec in registry.all_specs():
+        assert registry.native_tiling(spec.name) == (spec.native_mpp, spec.tile_size), spec.name
+    assert set(registry.TILING) <= set(registry.WHERE)
+    assert all(registry.TILING[n] != registry.DEFAULT_TILING for n in registry.TILING)  # only real exceptions
+
+
 @pytest.mark.slow
 def test_the_builtin_encoder_runs_without_timm_or_torchvision():
     code = ("from slidestream.encoders import get_spec, load_encoder, list_encoders\n"

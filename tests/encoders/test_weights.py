@@ -18,8 +18,8 @@ from slidestream.encoders import (
     resolve_weights,
     sha256_file,
 )
-from slidestream.encoders.weights import hf_hub_cache
 from slidestream.errors import WeightsError
+from slidestream.weight_files import hf_hub_cache
 from tests.encoders._helpers import random_tiles
 
 # PathDino (9.6M) is the smallest weighted ViT: cheap to build, save and load.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -39,7 +40,9 @@ from slidestream.pipeline.batch import (  # rich only: cheap
     run_batch,
 )
 
-if TYPE_CHECKING:  # zarr loads when an export runs
+if TYPE_CHECKING:  # zarr loads when an export runs, torch in the encoder's loading thread
+    from slidestream.encoders.encoder import Encoder
+    from slidestream.encoders.loading import EncoderLoad
     from slidestream.store import SlideStore
 
 
@@ -69,10 +72,7 @@ def extract_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Embed every tile (or a selection) of each slide; tissue and tiling run first when missing."""
-    from slidestream.encoders import load_encoder  # torch import only for commands that need it
-    from slidestream.extraction import ExtractOptions
     from slidestream.pipeline.config import check_device
-    from slidestream.pipeline.stages import run_extract
     from slidestream.tiling.params import TilingParams
 
     if dtype not in ("float32", "float16"):
@@ -88,29 +88,59 @@ def extract_command(
     tiling_args = {"mpp": mpp, "tile_size": tile_size}
     if mpp is not None or tile_size is not None:
         _validated(TilingParams, **{k: v for k, v in tiling_args.items() if v is not None})
-    sources = _sources(slides, backend, default_mpp, shard)
-    prepare_out(out)
-    try:
-        model = load_encoder(encoder, weights, random_init=random_init, device=device, precision=precision,
+    loading = _start_loading(encoder, weights=weights, random_init=random_init, device=device, precision=precision,
                              channels_last=channels_last, compile=compile)
+    # torch (and timm) import in the loading thread while this one imports the stages and tiles
+    from slidestream.encoders.loading import EncoderLoadFailed
+    from slidestream.extraction import ExtractOptions
+    from slidestream.pipeline.stages import run_extract
+
+    sources = _sources(slides, backend, default_mpp, shard)
+    if device != "cpu":   # a GPU that is absent or busy is found before any slide is touched
+        _loaded(loading, device, wait=loading.check_device)
+    prepare_out(out)
+    tiling = None
+    if mpp is not None or tile_size is not None:
+        tiling = _validated(TilingParams, mpp=loading.native_mpp if mpp is None else mpp,
+                            tile_size=loading.tile_size if tile_size is None else tile_size)
+    options = ExtractOptions(batch_size=batch_size, workers=workers, selection=selection, dtype=dtype, fast_read=fast_read)
+    stage = f"features/{loading.name}"
+    with contextlib.suppress(EncoderLoadFailed):   # _loaded reports it below, as a load in the foreground did
+        result, recorder = run_slides(out, sources, lambda s: run_extract(s, out, loading, options, tiling=tiling,
+                                                                          overwrite=overwrite),
+                                      stage=stage, description="extract", wait=wait)
+    _loaded(loading, device)   # also when no slide got as far as the encoder: its errors still count
+    finish(out, result, recorder, stage, ["features", "dim", "reader"], as_json=as_json, command="extract")
+
+
+def _start_loading(encoder: str, **kwargs: object) -> EncoderLoad:
+    """The encoder's load, started in the background (an unknown name fails here, at once)."""
+    from slidestream.encoders.loading import EncoderLoad
+
+    def announce(model: Encoder) -> None:
+        err_console.print(escape(f"encoder {model.spec.name}: dim {model.embed_dim}, weights {model.weights_sha256[:16]}, "
+                                 f"device {kwargs['device']}, {kwargs['precision']}"), highlight=False)
+
+    try:
+        return EncoderLoad(encoder, on_ready=announce, **kwargs)
+    except (SlideStreamError, ValueError) as exc:
+        print_error(exc)
+        raise typer.Exit(2) from None
+
+
+def _loaded(loading: EncoderLoad, device: str, wait: Callable[[], object] | None = None) -> object:
+    """Wait for the encoder (or for ``wait``); a failed load is a one-line usage error (exit 2),
+    as it always was. On a CPU the job tiles its first slide meanwhile, so an error that needs
+    the encoder's family to be found (weights missing or not matching) comes after that slide's
+    tissue and tiles are written: valid outputs, reused by the next run."""
+    try:
+        return (wait or loading.result)()
     except (SlideStreamError, ValueError) as exc:
         print_error(exc)
         raise typer.Exit(2) from None
     except (RuntimeError, AssertionError) as exc:   # e.g. --device cuda on a machine without one
         print_error(f"--device {device}: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}")
         raise typer.Exit(2) from None
-    tiling = None
-    if mpp is not None or tile_size is not None:
-        tiling = _validated(TilingParams, mpp=model.spec.native_mpp if mpp is None else mpp,
-                            tile_size=model.spec.tile_size if tile_size is None else tile_size)
-    options = ExtractOptions(batch_size=batch_size, workers=workers, selection=selection, dtype=dtype, fast_read=fast_read)
-    err_console.print(escape(f"encoder {model.spec.name}: dim {model.embed_dim}, weights {model.weights_sha256[:16]}, "
-                             f"device {device}, {precision}"), highlight=False)
-    stage = f"features/{model.spec.name}"
-    result, recorder = run_slides(out, sources, lambda s: run_extract(s, out, model, options, tiling=tiling,
-                                                                      overwrite=overwrite),
-                                  stage=stage, description="extract", wait=wait)
-    finish(out, result, recorder, stage, ["features", "dim", "reader"], as_json=as_json, command="extract")
 
 
 export_app = typer.Typer(help="Export stores to other tools' formats.", no_args_is_help=True,

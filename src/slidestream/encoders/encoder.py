@@ -32,9 +32,9 @@ from slidestream.encoders.weights import (
     build_with_weights,
     resolve_weights,
     searched_locations,
-    sha256_file,
 )
 from slidestream.errors import ConfigError, WeightsError
+from slidestream.weight_files import sha256_file
 
 PRECISIONS: dict[str, torch.dtype] = {
     "fp32": torch.float32,

@@ -30,7 +30,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from skimage.color import hed_from_rgb
 from torch import nn
 
 from slidestream.encoders.spec import EncoderSpec, ResizeRecipe
@@ -39,7 +38,14 @@ GLCM_LEVELS = 16
 CHUNK = 16  # tiles per torch thread per pass through the statistics (memory, not results: see forward)
 TISSUE_SATURATION = 0.08
 GRAY_WEIGHTS = (0.2125, 0.7154, 0.0721)  # skimage.color.rgb2gray
-_HED_FROM_RGB = tuple(tuple(float(v) for v in row) for row in hed_from_rgb)
+# skimage.color's ``hed_from_rgb`` (the inverse of Ruifrok & Johnston's stain matrix), written out:
+# importing skimage.color pulls scipy.linalg (~0.4 s) into every job for nine numbers. The test
+# suite checks these are skimage's values bit for bit (tests/encoders/test_handcrafted*.py).
+_HED_FROM_RGB = (
+    (1.8779827368521356, -1.0076786862855642, -0.5561158181996246),
+    (-0.06590806222356334, 1.1347303724996625, -0.13552179862837116),
+    (-0.6019073634392891, -0.4804141884970579, 1.5735880719641926),
+)
 _LOG_EPS = math.log(1e-6)
 
 FEATURE_NAMES: tuple[str, ...] = (

@@ -41,6 +41,17 @@ WHERE: dict[str, str] = {
     "handcrafted": "handcrafted",
 }
 
+#: (native mpp, tile size) of the encoders that differ from :data:`DEFAULT_TILING`. Written out
+#: for the same reason as :data:`WHERE`: a job tiles a slide at its encoder's native scale while
+#: the encoder's family (torch, timm) is still importing in the background (``encoders.loading``);
+#: ``tests/encoders/test_registry_lazy.py`` checks it against every spec.
+DEFAULT_TILING: tuple[float, int] = (0.5, 224)
+TILING: dict[str, tuple[float, int]] = {
+    "gigapath": (0.5, 256), "resnet50-trunc": (0.5, 256), "mstar": (0.5, 256),
+    "pathdino": (0.5, 512), "conch-v1.5": (0.5, 512), "conch-v1": (0.5, 448),
+    "kimianet": (0.5, 1000), "gpfm": (0.25, 512), "ctranspath": (1.0, 256),
+}
+
 _loaded: dict[str, EncoderSpec] = {}
 
 
@@ -71,9 +82,20 @@ def all_specs() -> list[EncoderSpec]:
     return [_load(name) for name in WHERE]
 
 
-def get_spec(name: str) -> EncoderSpec:
-    """The spec for ``name``; unknown names raise ``ConfigError`` listing the valid ones."""
+def canonical_name(name: str) -> str:
+    """The registry name ``name`` stands for (imports nothing); unknown names raise
+    ``ConfigError`` listing the valid ones."""
     key = name.strip().lower().replace("_", "-")
     if key not in WHERE:
         raise ConfigError(None, f"unknown encoder {name!r}; valid encoders: {', '.join(WHERE)}")
-    return _load(key)
+    return key
+
+
+def native_tiling(name: str) -> tuple[float, int]:
+    """``(spec.native_mpp, spec.tile_size)`` of encoder ``name`` without importing its family."""
+    return TILING.get(canonical_name(name), DEFAULT_TILING)
+
+
+def get_spec(name: str) -> EncoderSpec:
+    """The spec for ``name``; unknown names raise ``ConfigError`` listing the valid ones."""
+    return _load(canonical_name(name))

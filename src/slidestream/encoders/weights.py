@@ -22,10 +22,9 @@ assigned into it, so a 1B-parameter model is never randomly initialised just to 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from torch import nn
 
 from slidestream.encoders.spec import EncoderSpec, StateDict
 from slidestream.errors import WeightsError
+from slidestream.weight_files import find_in_snapshots, hf_hub_cache
 
 ENV_WEIGHTS = "SLIDESTREAM_WEIGHTS"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt", ".torch")  # .torch: Lunit releases
@@ -45,51 +45,11 @@ _SHOW = 5  # keys listed per category in a mismatch message
 # --- where ---------------------------------------------------------------------------------
 
 
-def hf_hub_cache() -> Path:
-    """The hub cache folder, resolved the way ``huggingface_hub`` does (without importing it)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "huggingface" / "hub"
-
-
 def hf_cache_folder_name(spec: EncoderSpec) -> str | None:
     """``models--org--name`` (or ``spaces--`` / ``datasets--``) for the spec's hub repo."""
     if spec.hf_repo is None:
         return None
     return f"{spec.hf_repo_type}s--" + spec.hf_repo.replace("/", "--")
-
-
-def _snapshot_dirs(repo_dir: Path) -> list[Path]:
-    """Snapshots of a hub repo folder: the one ``refs/main`` points to first, then newest first."""
-    snapshots = repo_dir / "snapshots"
-    if not snapshots.is_dir():
-        return []
-    revs = sorted(
-        (p for p in snapshots.iterdir() if p.is_dir()),
-        key=lambda p: p.stat().st_mtime,
-        reverse=True,
-    )
-    ref = repo_dir / "refs" / "main"
-    if ref.is_file():
-        main = snapshots / ref.read_text().strip()
-        if main in revs:
-            revs.remove(main)
-            revs.insert(0, main)
-    return revs
-
-
-def _in_snapshots(repo_dir: Path, files: Iterable[str]) -> Path | None:
-    for snap in _snapshot_dirs(repo_dir):
-        for name in files:
-            candidate = snap / name
-            if candidate.is_file():  # a dangling symlink (unfinished download) is skipped
-                return candidate
-    return None
 
 
 def _single_weights_file(folder: Path) -> Path | None:
@@ -109,12 +69,12 @@ def _in_folder(folder: Path, spec: EncoderSpec, *, shared: bool) -> Path | None:
         for name in spec.weight_files:
             if (folder / name).is_file():
                 return folder / name
-        found = _in_snapshots(folder, spec.weight_files)  # the folder is a hub repo folder
+        found = find_in_snapshots(folder, spec.weight_files)  # the folder is a hub repo folder
         if found:
             return found
     repo_folder = hf_cache_folder_name(spec)
     if repo_folder and (folder / repo_folder).is_dir():  # the folder is a hub cache root
-        found = _in_snapshots(folder / repo_folder, spec.weight_files)
+        found = find_in_snapshots(folder / repo_folder, spec.weight_files)
         if found:
             return found
     own = folder / spec.name
@@ -176,7 +136,7 @@ def resolve_weights(spec: EncoderSpec, path: str | os.PathLike[str] | None = Non
             return found
     repo_folder = hf_cache_folder_name(spec)
     if repo_folder:
-        return _in_snapshots(hf_hub_cache() / repo_folder, spec.weight_files)
+        return find_in_snapshots(hf_hub_cache() / repo_folder, spec.weight_files)
     return None
 
 
@@ -318,18 +278,3 @@ def build_with_weights(spec: EncoderSpec, path: str | os.PathLike[str]) -> nn.Mo
 
 # --- provenance ----------------------------------------------------------------------------
 
-_SHA_CACHE: dict[tuple[str, int, int], str] = {}
-
-
-def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 22) -> str:
-    """Hex SHA-256 of a file, streamed; cached per (path, mtime, size) so reruns are free."""
-    resolved = Path(path).resolve()
-    stat = resolved.stat()
-    key = (str(resolved), stat.st_mtime_ns, stat.st_size)
-    if key not in _SHA_CACHE:
-        digest = hashlib.sha256()
-        with resolved.open("rb") as fh:
-            while chunk := fh.read(chunk_size):
-                digest.update(chunk)
-        _SHA_CACHE[key] = digest.hexdigest()
-    return _SHA_CACHE[key]

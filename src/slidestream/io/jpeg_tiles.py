@@ -113,18 +113,7 @@ class JpegPyramid:
             return DicomJpegPyramid.open_series(path, level_dimensions, cache)
         try:
             with tifffile.TiffFile(path) as tif:
-                pages = [p for p in tif.pages if isinstance(p, tifffile.TiffPage)]
-                # pyramid levels kept in SubIFDs (OME-TIFF, libvips) are not top-level pages
-                for series in tif.series:
-                    for lvl in series.levels[1:]:
-                        page = lvl.keyframe
-                        if isinstance(page, tifffile.TiffPage):
-                            pages.append(page)
-                by_size = {}
-                for page in pages:
-                    if page.is_tiled and page.compression == tifffile.COMPRESSION.JPEG and page.samplesperpixel == 3 \
-                            and page.planarconfig == tifffile.PLANARCONFIG.CONTIG and page.bitspersample == 8:
-                        by_size.setdefault((page.imagewidth, page.imagelength), page)
+                by_size = _jpeg_pages(tif, {(int(w), int(h)) for w, h in level_dimensions})
                 levels = []
                 for dims in level_dimensions:
                     page = by_size.get(tuple(dims))
@@ -308,6 +297,36 @@ class DicomJpegPyramid(JpegPyramid):
         wsi, self._wsi = getattr(self, "_wsi", None), None
         if wsi is not None:
             wsi.close()  # type: ignore[attr-defined]
+
+
+def _is_jpeg_tiled(page: object) -> bool:
+    return (isinstance(page, tifffile.TiffPage) and page.is_tiled and page.compression == tifffile.COMPRESSION.JPEG
+            and page.samplesperpixel == 3 and page.planarconfig == tifffile.PLANARCONFIG.CONTIG
+            and page.bitspersample == 8)
+
+
+def _jpeg_pages(tif: tifffile.TiffFile, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], tifffile.TiffPage]:
+    """The JPEG-tiled page of each wanted (width, height), as far as the file has them.
+
+    Top-level pages are parsed from the last (smallest level) back and only until every wanted
+    size is found: a page's parse reads its whole tile-offset table (160,000 entries, ~15 ms, for
+    level 0 of a 100k-pixel slide), which a read of one coarse level never needs. Pyramid levels
+    kept in SubIFDs (OME-TIFF, libvips) are looked up through the series when pages lack some.
+    """
+    by_size: dict[tuple[int, int], tifffile.TiffPage] = {}
+    pages = tif.pages
+    for i in reversed(range(len(pages))):
+        page = pages[i]
+        if _is_jpeg_tiled(page) and (page.imagewidth, page.imagelength) in wanted:
+            by_size[(page.imagewidth, page.imagelength)] = page   # the first page of a size wins, as before
+        if wanted <= by_size.keys():
+            return by_size
+    for series in tif.series:
+        for lvl in series.levels[1:]:
+            page = lvl.keyframe
+            if _is_jpeg_tiled(page) and (page.imagewidth, page.imagelength) in wanted:
+                by_size.setdefault((page.imagewidth, page.imagelength), page)
+    return by_size
 
 
 def _decode_jpeg(data: bytes, scale: int, tile_w: int, tile_h: int) -> np.ndarray:

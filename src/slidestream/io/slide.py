@@ -8,7 +8,9 @@ composited on white, and the resolution is resolved once, with its source record
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,8 @@ from slidestream.io.remote import remote_size, remote_url
 # Largest block read in one call when assembling a low-resolution image: bounds RAM whatever
 # the slide size (a 100k x 100k level is never materialised).
 _BLOCK = 4096
+# Threads decoding the JPEG tiles of a whole-slide image (tissue detection, thumbnails).
+_DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -216,26 +220,38 @@ class Slide:
     def _assemble(self, out_w: int, out_h: int) -> np.ndarray:
         """Build an (out_h, out_w) image of the whole slide from the coarsest sufficient level.
 
-        Blocks of the level are read and resized one at a time, so a single-level gigapixel file
-        costs one block of RAM, not the whole level. On JPEG-tiled pyramids the blocks are
-        decoded at a reduced DCT scale when the output is at least 2x smaller than the level:
+        Blocks of the level are read and shrunk one at a time, so a single-level gigapixel file
+        costs one block of RAM, not the whole level. On JPEG-tiled pyramids the level's JPEG
+        tiles are decoded directly (OpenCV's libjpeg-turbo, no RGBA round trip through the
+        backend: 3-4x faster than openslide's ``read_region`` of the same pixels, which they
+        equal), at a reduced DCT scale when the output is at least 2x smaller than the level:
         the thumbnail of a 100k-pixel slide then decodes a few MB instead of a few hundred.
         """
         scale_needed = self.width / out_w  # level-0 px per output px
         level = max((i for i, d in enumerate(self.level_downsamples) if d <= scale_needed * (1 + 1e-6)), default=0)
         lw, lh = self.level_dimensions[level]
         s = min(dct_scale(lw, out_w), dct_scale(lh, out_h))
-        if s > 1:
-            pyramid = JpegPyramid.open(self.path, list(self.level_dimensions), DecodedTileCache(32 << 20))
-            if pyramid is not None:
-                with pyramid:
-                    def read_scaled(bx: int, by: int, bw: int, bh: int) -> np.ndarray:
-                        rw, rh = -(-bw // s), -(-bh // s)
-                        return pyramid.read(level, bx, by, rw * s, rh * s, s)[:rh, :rw]
+        # a one-level pyramid of just that level: the file's other levels are never parsed
+        pyramid = JpegPyramid.open(self.path, [(lw, lh)], DecodedTileCache(32 << 20))
+        if pyramid is not None:
+            with pyramid, ThreadPoolExecutor(_DECODE_THREADS) as pool:
+                def read_scaled(bx: int, by: int, bw: int, bh: int) -> np.ndarray:
+                    rw, rh = -(-bw // s), -(-bh // s)
+                    try:
+                        # decode the block's JPEG tiles in threads (the decoder releases the GIL)
+                        # into the cache, then assemble from it
+                        tiles = pyramid.tiles_touched(0, bx, by, rw * s, rh * s)
+                        if len(tiles) > 1 and rw * rh * 3 <= pyramid.cache.max_bytes // 2:
+                            for _ in pool.map(lambda t: pyramid.decode_tile(0, t[0], t[1], s), tiles):
+                                pass
+                        return pyramid.read(0, bx, by, rw * s, rh * s, s)[:rh, :rw]
+                    except OSError as exc:  # a short read (truncated file), reported as the backend's are
+                        raise SlideReadError(self.path, f"cannot read level {level} at ({bx}, {by}): "
+                                                        f"{type(exc).__name__}: {exc}") from exc
 
-                    return self._assemble_blocks(level, out_w, out_h, _BLOCK * s, read_scaled)
+                return self._assemble_blocks(level, out_w, out_h, _BLOCK * s, read_scaled)
         if lw * lh <= _BLOCK * _BLOCK:
-            return resize_rgb(self.read_region((0, 0), level, (lw, lh)), (out_w, out_h))
+            return shrink_rgb(self.read_region((0, 0), level, (lw, lh)), (out_w, out_h))
         down = self.level_downsamples[level]
 
         def read_full(bx: int, by: int, bw: int, bh: int) -> np.ndarray:
@@ -256,7 +272,7 @@ class Slide:
                 tx1, ty1 = round((bx + bw) * sx), round((by + bh) * sy)
                 if tx1 <= tx0 or ty1 <= ty0:
                     continue
-                out[ty0:ty1, tx0:tx1] = resize_rgb(read(bx, by, bw, bh), (tx1 - tx0, ty1 - ty0))
+                out[ty0:ty1, tx0:tx1] = shrink_rgb(read(bx, by, bw, bh), (tx1 - tx0, ty1 - ty0))
         return out
 
     # ------------------------------------------------------------------ description
@@ -290,6 +306,30 @@ def _size_bytes(path: Path) -> int:
     if path.is_dir():
         return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return path.stat().st_size
+
+
+def shrink_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to a smaller (w, h) for whole-slide overviews (thumbnails, tissue detection).
+
+    OpenCV throughout, ~10x faster than Pillow's antialiased bilinear on a megapixel: below a
+    2x reduction a light Gaussian (sigma 0.5 sqrt(f^2 - 1) for factor f, the blur the coarser
+    grid lacks) then bilinear; from 2x on the area average (at fractional factors below 2,
+    OpenCV's area average costs 15x the bilinear). JPEG pyramids reach the output within 2x by
+    their level and DCT scale, so they take the first. Tissue masks on the result keep an IoU
+    of 0.995 or more with those on Pillow's (benchmarks/results/tiling_ab_table.md).
+    """
+    if (image.shape[1], image.shape[0]) == tuple(size):
+        return image
+    import cv2  # here, not at module import: commands that never shrink start lean
+
+    image = np.ascontiguousarray(image)
+    factor = min(image.shape[1] / size[0], image.shape[0] / size[1])
+    if factor >= 2:
+        return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA)
+    sigma = 0.5 * math.sqrt(max(factor * factor - 1.0, 0.0))
+    if sigma > 0.1:
+        image = cv2.GaussianBlur(image, (0, 0), sigma)
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_LINEAR)
 
 
 def resize_rgb(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

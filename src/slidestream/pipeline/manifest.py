@@ -20,14 +20,16 @@ import os
 import time
 import uuid
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from slidestream.atomic import atomic_path
 from slidestream.errors import ConfigError, StoreError
 from slidestream.io.remote import remote_url
 from slidestream.pipeline.batch import BatchResult, SlideOutcome
 from slidestream.store.lock import hold
+
+if TYPE_CHECKING:  # pandas (~0.4 s) loads when the first row is written: after a job's first batch, not before
+    import pandas as pd
 
 MANIFEST_NAME = "manifest.csv"
 COLUMNS = ["slide_id", "slide", "stage", "status", "reason", "error_type", "seconds", "finished", "run_id", "details"]
@@ -38,6 +40,8 @@ def new_run_id() -> str:
 
 
 def read_manifest(out: str | Path) -> pd.DataFrame:
+    import pandas as pd
+
     path = Path(out) / MANIFEST_NAME
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
@@ -49,6 +53,8 @@ def update_manifest(out: str | Path, result: BatchResult, stage: str, run_id: st
 
     The key is the absolute path as given, not the resolved file: two links to one file are two
     slides (two ids, two stores), so they keep two rows."""
+    import pandas as pd
+
     from slidestream.pipeline.stages import slide_id_for  # stages imports heavy modules
 
     out = Path(out)

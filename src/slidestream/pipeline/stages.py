@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from slidestream.encoders.loading import encoder_name, encoder_tiling
+from slidestream.encoders.loading import resolve as resolve_encoder
 from slidestream.errors import ConfigError, StoreError
 from slidestream.extraction import ExtractOptions, FeaturesDone, extract_store
 from slidestream.extraction.reader import open_tile_reader
@@ -40,7 +42,7 @@ from slidestream.tissue import (
     geometry_to_feature_collection,
     segment_tissue,
     write_feature_collection,
-    write_geojson,
+    write_tissue_geojson,
 )
 from slidestream.viz.overlay import draw_overlay, overlay_pixels, save_png
 
@@ -172,17 +174,17 @@ def _detect_tissue(source: SlideSource, out: Path, params: TissueParams, slide: 
             result.geometry, out / f"{source.slide_id}.tissue.png"
         previews.submit(lambda: save_png(overlay_pixels(base.get(), dimensions, geometry, ink=ink,
                                                         artifacts=shading), picture))
-    gdf, sid = result.gdf, source.slide_id
-    previews.submit(lambda: write_geojson(gdf, out / f"{sid}.geojson"))
+    polygons, areas, sid = result.polygons, result.areas_um2, source.slide_id
+    previews.submit(lambda: write_tissue_geojson(polygons, areas, out / f"{sid}.geojson"))
     for collection, suffix in ((ink_collection, "ink"), (artifacts, "artifacts")):
         if collection is not None:
             previews.submit(lambda c=collection, x=suffix: write_feature_collection(c, out / f"{sid}.{x}.geojson"))
     if store.has("tissue"):
         store.invalidate_dependents("tissue")
     summary = result.summary()
-    store.write_tissue(result.gdf.geometry.to_numpy(), summary, wanted, ink=ink_collection,
+    store.write_tissue(np.asarray(result.polygons, dtype=object).reshape(-1), summary, wanted, ink=ink_collection,
                        artifacts=artifacts, provenance=result.provenance or None,
-                       areas_um2=result.gdf["area_um2"].to_numpy(), classification=TISSUE_CLASS, mask=result.mask)
+                       areas_um2=result.areas_um2, classification=TISSUE_CLASS, mask=result.mask)
     _remember_tissue(store, result.geometry, result.image, result.mask)
     return with_recomputed({**summary, "note": "no tissue found" if result.is_empty else ""}, recomputed)
 
@@ -284,7 +286,7 @@ def _restore_tissue_files(source: SlideSource, out: Path, slide: Slide, params: 
     if geojson.exists() and (png.exists() or not write_images):
         return ""
     result = segment_tissue(slide, params)
-    write_geojson(result.gdf, geojson)
+    write_tissue_geojson(result.polygons, result.areas_um2, geojson)
     classical_ran = params.method == "classical" or params.combine is not None  # the ink comes from it
     ink = result.ink_geometry() if params.remove_pen and classical_ran else None
     if ink is not None:
@@ -490,14 +492,17 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
                 tiling: TilingParams | None = None, tissue: TissueParams | None = None,
                 overwrite: bool = False, write_images: bool = True) -> dict[str, Any]:
     """Tissue and tiles first when the store lacks them (at ``tiling``, by default the encoder's
-    native mpp and tile size), then features into ``features/<encoder>``."""
+    native mpp and tile size), then features into ``features/<encoder>``. ``encoder`` may be an
+    :class:`~slidestream.encoders.loading.EncoderLoad` still loading: it is waited for only
+    before the features (a failed load stops the batch as ``EncoderLoadFailed``)."""
     existing = _existing_store(out, source)
     tiles_damaged = existing is not None and (existing.path / "tiles").exists() \
         and existing.node_problem("tiles", deep=True) is not None
     needs_tiles = existing is None or not existing.has("tiles") or tiles_damaged
     if tiling is None and needs_tiles:
         recorded = recorded_params(existing, "tiles") if tiles_damaged else None
-        tiling = _tiling_or_none(recorded) or TilingParams(mpp=encoder.spec.native_mpp, tile_size=encoder.spec.tile_size)
+        native_mpp, native_size = encoder_tiling(encoder)   # an encoder still loading: no waiting
+        tiling = _tiling_or_none(recorded) or TilingParams(mpp=native_mpp, tile_size=native_size)
     recomputed: list[str] = []
     if tiling is not None and (needs_tiles or overwrite or _tiles_differ(existing, tiling)):
         with contextlib.suppress(Skip):
@@ -506,9 +511,10 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
     store = SlideStore.open(out / f"{source.slide_id}.zarr")
     # "Already extracted" only for features that verify: every chunk decoded, checksums checked
     # (the cost of reading them once, small next to extracting them; see benchmarks/checksum_overhead.py).
-    recomputed += drop_if_damaged(store, f"features/{encoder.spec.name}", deep=True)
+    recomputed += drop_if_damaged(store, f"features/{encoder_name(encoder)}", deep=True)
     with source.open() as slide:
         spec = slide.spec
+    encoder = resolve_encoder(encoder)   # an EncoderLoad is joined here, just before the first forward
     try:
         result = extract_store(spec, store, encoder, options, overwrite=overwrite, progress=report_items)
     except FeaturesDone as done:

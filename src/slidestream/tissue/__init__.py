@@ -15,6 +15,7 @@ from slidestream.tissue.geojson import (
     to_feature_collection,
     write_feature_collection,
     write_geojson,
+    write_tissue_geojson,
 )
 from slidestream.tissue.masks import tissue_mask
 from slidestream.tissue.params import TissueParams
@@ -43,4 +44,5 @@ __all__ = [
     "working_mpp",
     "write_feature_collection",
     "write_geojson",
+    "write_tissue_geojson",
 ]

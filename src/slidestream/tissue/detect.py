@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
@@ -17,14 +17,20 @@ from slidestream.tissue.masks import tissue_mask
 from slidestream.tissue.params import TissueParams
 from slidestream.tissue.polygons import dissolve, mask_to_polygons
 
+if TYPE_CHECKING:  # geopandas (and pandas, pyproj: ~0.7 s) loads when a caller asks for ``gdf``
+    import geopandas as gpd
+
 MPP_RANGE = (2.0, 16.0)
 
 
 @dataclass
 class TissueResult:
-    """Tissue of one slide. ``gdf``/``geometry`` are in level-0 pixels; the rest is diagnostics."""
+    """Tissue of one slide. ``polygons``/``gdf``/``geometry`` are in level-0 pixels; the rest is
+    diagnostics. The pieces are kept as shapely polygons and their areas (what the pipeline
+    writes); ``gdf`` builds the GeoDataFrame on first use, so a job never imports geopandas."""
 
-    gdf: gpd.GeoDataFrame
+    polygons: list[BaseGeometry]    # tissue pieces (with holes), in detection order
+    areas_um2: np.ndarray           # area of each piece in um^2
     geometry: BaseGeometry          # union of all tissue (MultiPolygon, possibly empty)
     image: np.ndarray               # the low-resolution RGB the detection ran on
     mask: np.ndarray                # bool tissue mask at the image's resolution
@@ -50,9 +56,16 @@ class TissueResult:
         polygons = mask_to_polygons(self.pen, self.scale, self.params.simplify_px)
         return dissolve(polygons)
 
+    @cached_property
+    def gdf(self) -> gpd.GeoDataFrame:
+        """The pieces as a GeoDataFrame (``area_um2`` and ``geometry`` columns, no CRS)."""
+        import geopandas as gpd
+
+        return gpd.GeoDataFrame({"area_um2": self.areas_um2, "geometry": self.polygons}, geometry="geometry", crs=None)
+
     @property
     def area_um2(self) -> float:
-        return float(self.gdf["area_um2"].sum()) if len(self.gdf) else 0.0
+        return float(self.areas_um2.sum()) if len(self.polygons) else 0.0
 
     @property
     def is_empty(self) -> bool:
@@ -61,7 +74,7 @@ class TissueResult:
     def summary(self) -> dict[str, float | int]:
         h, w = self.mask.shape
         return {
-            "tissue_pieces": len(self.gdf),
+            "tissue_pieces": len(self.polygons),
             "tissue_area_mm2": round(self.area_um2 / 1e6, 4),
             "tissue_fraction": round(float(self.mask.mean()), 4),
             "pen_fraction": round(float(self.pen.mean()), 4),
@@ -136,12 +149,11 @@ def result_from_mask(slide: Slide, image: np.ndarray, image_mpp: tuple[float, fl
     polygons = mask_to_polygons(mask, scale, params.simplify_px)
     mpp0 = slide.mpp
     areas = shapely.area(np.asarray(polygons, dtype=object)) * (mpp0[0] * mpp0[1]) if polygons else np.zeros(0)
-    gdf = gpd.GeoDataFrame({"area_um2": areas, "geometry": polygons}, geometry="geometry", crs=None)
     union = dissolve(polygons)
     if not polygons:
         warnings.warn(f"{slide.path}: no tissue found (threshold {threshold:.3f}); the slide gets no tiles",
                       NoTissueWarning, stacklevel=3)
-    return TissueResult(gdf=gdf, geometry=union, image=image, mask=mask, pen=pen, image_mpp=image_mpp,
+    return TissueResult(polygons=list(polygons), areas_um2=np.asarray(areas, dtype=np.float64), geometry=union, image=image, mask=mask, pen=pen, image_mpp=image_mpp,
                         level0_size=slide.dimensions, threshold=threshold, params=params, **extra)
 
 

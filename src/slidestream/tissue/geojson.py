@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import geopandas as gpd
 import numpy as np
 import shapely
 from shapely.geometry import shape
@@ -21,6 +20,9 @@ from shapely.ops import unary_union
 
 from slidestream.atomic import atomic_write_text
 from slidestream.errors import SlideStreamError
+
+if TYPE_CHECKING:  # geopandas (with pandas and pyproj, ~0.7 s) loads only to read a GeoJSON into a frame
+    import geopandas as gpd
 
 TISSUE_CLASS = {"name": "Tissue", "color": [80, 180, 80]}
 INK_CLASS = {"name": "Ink", "color": [200, 0, 200]}
@@ -65,7 +67,10 @@ ARTIFACT_QUPATH_CLASSES: dict[str, dict[str, Any]] = {
 
 
 def _tissue_properties(gdf: gpd.GeoDataFrame) -> list[dict[str, Any]]:
-    areas = gdf["area_um2"].to_numpy(dtype=object) if "area_um2" in gdf.columns else [None] * len(gdf)
+    return _piece_properties(gdf["area_um2"].to_numpy(dtype=object) if "area_um2" in gdf.columns else [None] * len(gdf))
+
+
+def _piece_properties(areas: Any) -> list[dict[str, Any]]:
     properties = []
     for i, area in enumerate(areas):  # one column pull, not one pandas lookup per piece
         props: dict[str, Any] = {"objectType": "annotation", "classification": dict(TISSUE_CLASS),
@@ -120,6 +125,12 @@ def write_geojson(gdf: gpd.GeoDataFrame, path: str | Path) -> Path:
     return atomic_write_text(path, collection_text(gdf.geometry.to_numpy(), _tissue_properties(gdf)))
 
 
+def write_tissue_geojson(polygons: list[BaseGeometry], areas_um2: Any, path: str | Path) -> Path:
+    """:func:`write_geojson` from the pieces and their areas (a ``TissueResult``'s ``polygons``
+    and ``areas_um2``): the same file, without building a GeoDataFrame (geopandas' import)."""
+    return atomic_write_text(path, collection_text(polygons, _piece_properties(np.asarray(areas_um2, dtype=object))))
+
+
 def geometry_from_feature_collection(collection: dict[str, Any]) -> BaseGeometry | None:
     """The union of a FeatureCollection's geometries (e.g. a store's tissue), None when empty."""
     geoms = [shape(f["geometry"]) for f in collection.get("features", []) if f.get("geometry")]
@@ -165,6 +176,8 @@ def read_geojson(path: str | Path) -> gpd.GeoDataFrame:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SlideStreamError(path, f"unreadable GeoJSON: {exc}") from exc
+    import geopandas as gpd
+
     features = [f for f in features_of(data, path) if f.get("geometry")]
     if not features:
         return gpd.GeoDataFrame({"geometry": []}, geometry="geometry", crs=None)

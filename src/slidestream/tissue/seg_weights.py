@@ -15,40 +15,17 @@ names the file and the first missing, unexpected or mis-shaped keys.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 from slidestream.errors import WeightsError
 from slidestream.tissue.models import HF_REPO, SegModelSpec
+from slidestream.weight_files import find_in_snapshots, hf_hub_cache, sha256_file
 
 ENV_WEIGHTS = "SLIDESTREAM_WEIGHTS"
 RANDOM_INIT = "random-init"
 _SHOW = 5
-
-
-def hf_hub_cache() -> Path:
-    """The hub cache folder, resolved the way ``huggingface_hub`` does (without importing it)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "huggingface" / "hub"
-
-
-def _in_snapshots(repo_dir: Path, name: str) -> Path | None:
-    snapshots = repo_dir / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    ref = repo_dir / "refs" / "main"
-    order = sorted((p for p in snapshots.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime, reverse=True)
-    if ref.is_file() and (snapshots / ref.read_text().strip()) in order:
-        main = snapshots / ref.read_text().strip()
-        order = [main] + [p for p in order if p != main]
-    return next((p / name for p in order if (p / name).is_file()), None)
 
 
 def _hub_folder() -> str:
@@ -59,7 +36,7 @@ def _in_folder(folder: Path, spec: SegModelSpec) -> Path | None:
     for sub in (folder, folder / spec.name, folder / "hest-tissue-seg"):
         if (sub / spec.weight_file).is_file():
             return sub / spec.weight_file
-    return _in_snapshots(folder, spec.weight_file) or _in_snapshots(folder / _hub_folder(), spec.weight_file)
+    return find_in_snapshots(folder, [spec.weight_file]) or find_in_snapshots(folder / _hub_folder(), [spec.weight_file])
 
 
 def searched(spec: SegModelSpec, path: str | os.PathLike[str] | None) -> str:
@@ -88,7 +65,7 @@ def resolve(spec: SegModelSpec, path: str | os.PathLike[str] | None = None) -> P
         found = _in_folder(Path(env).expanduser(), spec)
         if found:
             return found
-    found = _in_snapshots(hf_hub_cache() / _hub_folder(), spec.weight_file)
+    found = find_in_snapshots(hf_hub_cache() / _hub_folder(), [spec.weight_file])
     if found:
         return found
     raise WeightsError(None, f"{spec.name} segmenter: no local weights ({spec.weight_file}). Weights are never "
@@ -96,12 +73,6 @@ def resolve(spec: SegModelSpec, path: str | os.PathLike[str] | None = None) -> P
                              f"it under ${ENV_WEIGHTS} or the Hugging Face cache. Looked in: {searched(spec, path)}")
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_release(spec: SegModelSpec, path: Path) -> dict[str, Any]:

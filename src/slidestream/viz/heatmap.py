@@ -142,7 +142,6 @@ def render_heatmap(
     return Heatmap(image, covered, (w / layer.level0_size[0], h / layer.level0_size[1]), background)
 
 
-# ----------------------------------------------------------------------------------- GeoJSON
 # ----------------------------------------------------------------------------------- stores
 def store_heatmap(
     store: SlideStore,

@@ -21,6 +21,7 @@ from torch import nn
 from slidestream.encoders import weights as w
 from slidestream.errors import WeightsError
 from slidestream.slide_encoders.foundation.spec import SlideEncoderSpec
+from slidestream.weight_files import sha256_file
 
 __all__ = ["find_weights", "load_slide_encoder", "read_release_config"]
 
@@ -79,7 +80,7 @@ def load_slide_encoder(
     provenance = {
         "slide_encoder": spec.name,
         "weights_path": str(file),
-        "weights_sha256": w.sha256_file(file),
+        "weights_sha256": sha256_file(file),
         "architecture_config": config,
     }
     return model.float().eval(), provenance
