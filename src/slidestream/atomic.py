@@ -55,8 +55,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def flush_to_disk(files: Iterable[Path], directories: Iterable[Path]) -> None:
     """fsync ``files``, then ``directories`` (their entries): for a batch of files written into a
     folder no reader sees yet (a store node under its temporary name), before it is renamed into
-    place. Written first and flushed together, they cost one journal commit instead of one per
-    file: the first fsync commits them all, the others find their inodes already committed."""
+    place. Written first and flushed together, the first fsync commits them all in one journal
+    transaction and the others find little left to commit (vs. a commit per atomic write)."""
     for path in files:
         _fsync_file(Path(path))
     for directory in directories:

@@ -81,10 +81,11 @@ def write_group(path: Path, attributes: dict[str, Any], members: dict[str, Membe
     in-memory store in **one** round trip to its I/O thread; the documents are sealed there, and
     the files are then written once (no temporary names: the folder itself is one) and each
     metadata document flushed to disk with its folder entry, as :func:`seal`'s atomic writes
-    flush it, all in one journal commit. Built call by call on disk, a two-array node
-    cost ~15 synchronous zarr calls, each a hand-off to zarr's event loop plus one thread hop
-    per file operation (existence checks, metadata, chunks), then a second read and write of
-    every document to seal it: ~20-40 ms per node on 2 busy cores, against ~5 ms here.
+    flush it, after all files are written (the first flush commits them together). Built call by
+    call on disk, a node cost ~15 synchronous zarr calls, each a hand-off to zarr's event loop
+    plus one thread hop per file operation (existence checks, metadata, chunks), then a second
+    read and write of every document to seal it: the tissue and tiles nodes of a 20k slide took
+    ~125 ms at load 3, ~40 ms here (~25 ms on a quiet machine).
     ``path`` is a temporary name the caller renames into place, so no reader sees it partial.
     """
     encoded: dict[str, Any] = {}
