@@ -68,8 +68,8 @@ def one_run(src: Path, slide: Path, args: list[str], scratch: Path) -> dict:
     if manifest.exists():
         with manifest.open() as fh:
             rows = [r for r in csv.DictReader(fh) if r.get("stage", "").startswith("features/")]
-        if rows and rows[-1].get("seconds"):
-            work = float(rows[-1]["seconds"])
+        if rows and rows[-1].get("seconds"):   # less the wait for a background encoder load, as bench_extract
+            work = float(rows[-1]["seconds"]) - float(json.loads(rows[-1].get("details") or "{}").get("encoder_wait_s", 0.0))
     return {"wall_s": wall, "first_batch_s": rec["first_batch_t"] - t0 if rec["first_batch_t"] else None,
             "work_s": work, "peak_rss_mb": rec["hwm_exit_mb"], "peak_at_first_batch_mb": rec.get("hwm_first_batch_mb"),
             "rss_at_first_batch_mb": rec.get("rss_first_batch_mb"), "modules": rec["modules"],

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -514,11 +515,15 @@ def run_extract(source: SlideSource, out: Path, encoder: Any, options: ExtractOp
     recomputed += drop_if_damaged(store, f"features/{encoder_name(encoder)}", deep=True)
     with source.open() as slide:
         spec = slide.spec
+    waited = time.perf_counter()
     encoder = resolve_encoder(encoder)   # an EncoderLoad is joined here, just before the first forward
+    waited = time.perf_counter() - waited
     try:
         result = extract_store(spec, store, encoder, options, overwrite=overwrite, progress=report_items)
     except FeaturesDone as done:
         raise Skip("features already extracted", features=done.rows) from None
+    if waited >= 0.001:   # the run's encoder load, not this slide's work: the manifest says how much
+        result["encoder_wait_s"] = round(waited, 3)
     if not result["features"]:  # keep extraction's own note (e.g. a scale mismatch) after the reason
         result["note"] = "; ".join(n for n in (nothing_to_embed(store, options.selection), result.get("note")) if n)
     return with_recomputed(result, recomputed)
