@@ -51,6 +51,23 @@ def test_help_lists_every_command_without_loading_the_stages():
         assert entry.name in proc.stdout
 
 
+@pytest.mark.slow
+def test_every_command_help_starts_without_the_heavy_libraries():
+    """``slidestream <command> --help`` is what a user types first: no torch, zarr, pandas, OpenCV,
+    shapely or slide readers for it (``tile``'s help shows ``TissueParams`` defaults, and the
+    tissue package resolves its names lazily so that this does not import detection)."""
+    heavy = (*HEAVY, "shapely", "openslide", "tiffslide", "slidestream.tissue.detect")
+    for entry in scan():
+        probe = (f"import sys; sys.argv = ['slidestream', {entry.name!r}, '--help']\n"
+                 "from slidestream.cli import main\n"
+                 "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+                 f"print('@@', code, [m for m in {heavy!r} if m in sys.modules])")
+        proc = fresh(probe)
+        code, loaded = proc.stdout.rsplit("@@", 1)[1].split(" ", 2)[1:]
+        assert code in ("0", "None"), (entry.name, proc.stderr)
+        assert loaded.strip() == "[]", f"{entry.name} --help imported {loaded.strip()}"
+
+
 def test_a_light_command_loads_only_its_own_module():
     slide = REPO / "src" / "slidestream" / "data" / "CMU-1-Small-Region.svs"
     probe = (f"import sys; sys.argv = ['slidestream', 'info', {str(slide)!r}, '--json']\n"
