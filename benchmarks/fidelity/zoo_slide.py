@@ -24,8 +24,13 @@ prism 3.2e-6 (all aliases and de-duplicated file), gigapath 7.2e-7 (300 tiles) /
 (1,300 tiles, two segments), gigapath-trident likewise; max |diff| of the slide embedding.
 """
 import argparse
-import importlib.util, os, sys, tempfile, types
+import importlib.util
+import os
+import sys
+import tempfile
+import types
 from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -53,8 +58,9 @@ for rel, text in STUBS.items():
 sys.path[:0] = [str(_stubs)] + ([str(ARGS.pylib)] if ARGS.pylib else [])
 torch.manual_seed(0)
 torch.set_num_threads(2)
-from safetensors.torch import save_file
-from slidestream.slide_encoders.foundation import get_slide_spec, load_slide_encoder, embed_slide
+from safetensors.torch import save_file  # noqa: E402
+
+from slidestream.slide_encoders.foundation import embed_slide, get_slide_spec, load_slide_encoder  # noqa: E402
 
 results = {}
 tmp = Path(tempfile.mkdtemp())
@@ -95,7 +101,8 @@ def feather():
     from src.models.abmil import ABMIL
     ref = ABMIL(in_dim=768, embed_dim=512, num_fc_layers=1, dropout=0.25, attn_dim=384, gate=True, num_classes=108).eval()
     sd = {f"model.{k}": v for k, v in ref.state_dict().items()}
-    d = tmp / "feather"; d.mkdir()
+    d = tmp / "feather"
+    d.mkdir()
     save_file(sd, d / "model.safetensors")
     x = torch.randn(500, 768)
     with torch.no_grad():
@@ -105,12 +112,15 @@ def feather():
 
 # --- CHIEF -----------------------------------------------------------------------------
 def chief():
-    d = tmp / "chief"; (d / "model_weight").mkdir(parents=True)
+    d = tmp / "chief"
+    (d / "model_weight").mkdir(parents=True)
     torch.save(torch.randn(19, 768), d / "model_weight" / "Text_emdding.pth")
-    utils = types.ModuleType("utils"); uu = types.ModuleType("utils.utils")
+    utils = types.ModuleType("utils")
+    uu = types.ModuleType("utils.utils")
     uu.initialize_weights = lambda m: None
     sys.modules["utils"], sys.modules["utils.utils"] = utils, uu
-    cwd = os.getcwd(); os.chdir(d)
+    cwd = os.getcwd()
+    os.chdir(d)
     try:
         mod = load("chief_off", Z / "hms-dbmi+CHIEF/models/CHIEF.py")
         ref = mod.CHIEF(size_arg="small", dropout=True, n_classes=2).eval()
@@ -130,7 +140,8 @@ def madeleine():
     cfg = types.SimpleNamespace(MODALITIES=["HE"], wsi_encoder="abmil", patch_embedding_dim=512,
                                 wsi_encoder_hidden_dim=512, activation="softmax", n_heads=4)
     ref = MADELEINE(cfg).eval()
-    d = tmp / "madeleine"; d.mkdir()
+    d = tmp / "madeleine"
+    d.mkdir()
     torch.save({f"module.{k}": v for k, v in ref.state_dict().items()}, d / "model.pt")
     (d / "model_config.json").write_text('{"n_heads": 4, "activation": "softmax", "patch_embedding_dim": 512, "wsi_encoder_hidden_dim": 512, "precision": "bfloat16"}')
     x = torch.randn(600, 512)
@@ -152,8 +163,8 @@ def naive_flash(q, k, v, dropout=0.0, bias=None, softmax_scale=None, is_causal=F
 def gigapath():
     sys.path.insert(0, str(Z / "prov-gigapath+prov-gigapath"))
     sys.path.insert(0, str(Z / "prov-gigapath+prov-gigapath/gigapath"))  # LongNet.py imports 'torchscale'
-    import torchscale.component.multihead_attention as mha
     import torchscale.architecture.config as cfgmod
+    import torchscale.component.multihead_attention as mha
     cfgmod.np = np  # numpy>=2 repr pitfall: eval('[np.int64(1024), ...]') needs np
     mha.flash_attn_func = naive_flash
     from gigapath import slide_encoder
@@ -166,7 +177,8 @@ def gigapath():
         with torch.no_grad():
             for p in ref.parameters():  # init leaves biases 0 and LN at 1: randomise everything
                 p.add_(0.02 * torch.randn_like(p))
-        d = tmp / name; d.mkdir()
+        d = tmp / name
+        d.mkdir()
         torch.save({"model": ref.state_dict()}, d / "slide_encoder.pth")
         for n in (300, 1300):
             x = torch.randn(n, 1536)
@@ -178,6 +190,7 @@ def gigapath():
             model.slide_ngrids = 60
             report(f"{name} N={n}", embed_slide(model, x.numpy(), coords.numpy(), 256.0), z_ref[0])
     from gigapath.pos_embed import get_2d_sincos_pos_embed
+
     from slidestream.slide_encoders.foundation.gigapath import sincos_rows
     table = torch.from_numpy(get_2d_sincos_pos_embed(768, 60, cls_token=True)).float()
     report("gigapath pos rows", sincos_rows(torch.arange(3601), 768, 60).numpy(), table)
@@ -186,7 +199,9 @@ def gigapath():
 # --- TITAN ------------------------------------------------------------------------------
 def titan():
     base = Z / "DIAGNijmegen+unicorn_baseline/src/unicorn_baseline/vision/pathology/titan"
-    pkg = types.ModuleType("titan_off"); pkg.__path__ = [str(base)]; sys.modules["titan_off"] = pkg
+    pkg = types.ModuleType("titan_off")
+    pkg.__path__ = [str(base)]
+    sys.modules["titan_off"] = pkg
     load("titan_off.configuration_titan", base / "configuration_titan.py", "titan_off")
     vt = load("titan_off.vision_transformer", base / "vision_transformer.py", "titan_off")
     torch.manual_seed(2)
@@ -198,7 +213,8 @@ def titan():
             p.add_(0.02 * torch.randn_like(p))
     sd = {f"vision_encoder.{k}": v for k, v in ref.state_dict().items()}
     sd["text_encoder.token_embedding.weight"] = torch.randn(10, 4)  # text tower: left out on purpose
-    d = tmp / "titan"; d.mkdir()
+    d = tmp / "titan"
+    d.mkdir()
     save_file(sd, d / "model.safetensors")
     for n, dup in ((200, False), (900, True)):
         x = torch.randn(n, 768)
@@ -231,7 +247,8 @@ def prism():
             p.add_(0.02 * torch.randn_like(p))
     full = {f"image_resampler.{k}": v for k, v in ref.state_dict().items()}
     full["text_decoder.embed.weight"] = torch.randn(3, 3)
-    d = tmp / "prism"; d.mkdir()
+    d = tmp / "prism"
+    d.mkdir()
     torch.save(full, d / "pytorch_model.bin")  # every alias, as nn.Module.state_dict lists them
     x = torch.randn(400, 2560)
     with torch.no_grad():
@@ -242,8 +259,10 @@ def prism():
     for k, v in full.items():
         if v.data_ptr() in seen:
             continue
-        seen.add(v.data_ptr()); dedup[k] = v.clone()
-    d2 = tmp / "prism2"; d2.mkdir()
+        seen.add(v.data_ptr())
+        dedup[k] = v.clone()
+    d2 = tmp / "prism2"
+    d2.mkdir()
     save_file(dedup, d2 / "model.safetensors")
     print("  prism de-duplicated file holds", len(dedup), "of", len(full), "keys")
     report("prism (dedup)", ours_from("prism", d2, x.numpy()), z_ref[0])
