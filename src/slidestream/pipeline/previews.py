@@ -15,10 +15,10 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any
 
-import cv2
 import numpy as np
 
 from slidestream.pipeline.batch import Skip
+from slidestream.viz.overlay import fit_within
 
 
 class Previews:
@@ -74,14 +74,7 @@ class Thumbnail:
     def get(self) -> np.ndarray:
         with self._lock:
             if self._shrunk is None:
-                h, w = self.image.shape[:2]
-                if max(h, w) <= self.max_side:
-                    self._shrunk = self.image
-                else:
-                    f = self.max_side / max(h, w)
-                    self._shrunk = cv2.resize(np.ascontiguousarray(self.image),
-                                              (max(1, round(w * f)), max(1, round(h * f))),
-                                              interpolation=cv2.INTER_AREA)
+                self._shrunk = fit_within(self.image, self.max_side)
             return self._shrunk
 
 

@@ -52,6 +52,17 @@ def draw_overlay(
                                           ink, artifacts, max_side))
 
 
+def fit_within(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` shrunk (area average) so that its long side is at most ``max_side``; itself
+    when it already fits. The one shrink of the stages' preview pictures."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    f = max_side / max(h, w)
+    return cv2.resize(np.ascontiguousarray(image), (max(1, round(w * f)), max(1, round(h * f))),
+                      interpolation=cv2.INTER_AREA)
+
+
 def overlay_pixels(
     thumbnail: np.ndarray,
     level0_size: tuple[int, int],
@@ -67,11 +78,8 @@ def overlay_pixels(
     """:func:`draw_overlay` as an RGB ``uint8`` array (what :func:`save_png` encodes): the picture
     stays one array, drawn in place, instead of going through Pillow between layers (each
     round trip copies the whole picture twice)."""
-    h, w = thumbnail.shape[:2]
-    if max_side is not None and max(h, w) > max_side:  # previews: fewer pixels to draw and encode
-        f = max_side / max(h, w)
-        thumbnail = cv2.resize(np.ascontiguousarray(thumbnail), (max(1, round(w * f)), max(1, round(h * f))),
-                               interpolation=cv2.INTER_AREA)
+    if max_side is not None:  # previews: fewer pixels to draw and encode
+        thumbnail = fit_within(thumbnail, max_side)
     pixels = _rgb_copy(thumbnail)
     sx, sy = pixels.shape[1] / level0_size[0], pixels.shape[0] / level0_size[1]
     shading = [(ink, INK_COLOUR)] + [(g, c) for g, c in (artifacts or {}).values()]
